@@ -97,6 +97,10 @@ class LatentTarget:
     """Supervised latent attack (Table 1): bring q(z|x_a) close to a target's posterior q(z|x_t).
 
     Maximises −D[q(z|x_a), q(z|x_t)]; ``x_target`` holds one target image per reference.
+    Its optimum usually lies inside the ball, where the paper's lr-1 steps on raw gradients
+    overshoot and bounce between corners; give :class:`~attacks.pgd.PGDConfig` a smaller
+    ``learning_rate`` (0.1 reached the target on the test model where 1 did no better than
+    random perturbations).
 
     Shape:
         x_target: (N, C, H, W)
@@ -124,6 +128,10 @@ class OutputTarget:
     from q(z|x_t). Both codes are loc + scale·ξ with the same fixed ``noise`` ξ for a reference
     and all its restarts (common random numbers keep the objective a deterministic function of
     x_a, so PGD ascends one surface); without ``noise`` both are posterior means.
+    The optimum usually lies inside the ball, where the paper's lr-1 steps on raw gradients
+    overshoot and bounce between corners; give :class:`~attacks.pgd.PGDConfig` a smaller
+    ``learning_rate`` (0.1 reached the target on the test model where 1 did no better than
+    random perturbations).
 
     Shape:
         x_target: (N, C, H, W);  noise: (N, D) or None
