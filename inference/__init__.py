@@ -1,0 +1,53 @@
+"""Samplers and diagnostics for the MCMC defence (Kuzina et al. 2022, Section 3, Algorithm 1).
+
+Needs only a Pyro model conditioned on its data (or a bare potential) and initial latents; it
+knows nothing about images or VAEs.
+"""
+
+from inference.adaptation import AdaptState, StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
+from inference.api import SAMPLERS, PosteriorSamples, SamplerConfig, sample_posterior
+from inference.diagnostics import DiagnosticsSummary, convergence, save_netcdf, summarize, to_inference_data
+from inference.hmc import HMCInfo, HMCState, hmc_init, hmc_step
+from inference.integrator import leapfrog
+from inference.kernels import BatchedHMC, BatchedKernel, BatchedMAP, BatchedNUTS
+from inference.map import MAPInfo, MAPState, map_init, map_step
+from inference.nuts import NUTSInfo, nuts_step
+from inference.posterior_ratio import KSResult, ks_two_sample, log_posterior_ratio
+from inference.target import PosteriorTarget, initial_latents
+
+__all__ = [
+    "SAMPLERS",
+    "AdaptState",
+    "BatchedHMC",
+    "BatchedKernel",
+    "BatchedMAP",
+    "BatchedNUTS",
+    "DiagnosticsSummary",
+    "HMCInfo",
+    "HMCState",
+    "KSResult",
+    "MAPInfo",
+    "MAPState",
+    "NUTSInfo",
+    "PosteriorSamples",
+    "PosteriorTarget",
+    "SamplerConfig",
+    "StepSizeAdaptation",
+    "adapt_end_warmup",
+    "adapt_init",
+    "adapt_update",
+    "convergence",
+    "hmc_init",
+    "hmc_step",
+    "initial_latents",
+    "ks_two_sample",
+    "leapfrog",
+    "log_posterior_ratio",
+    "map_init",
+    "map_step",
+    "nuts_step",
+    "sample_posterior",
+    "save_netcdf",
+    "summarize",
+    "to_inference_data",
+]

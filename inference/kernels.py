@@ -1,0 +1,245 @@
+"""Thin ``pyro.infer.mcmc.MCMCKernel`` adapters over the pure batched step functions.
+
+One kernel instance holds ALL chains of ALL points in one state of batch shape
+(num_chains, num_points), so ``pyro.infer.MCMC`` runs it as a single Pyro "chain": its
+``params`` are ``{latent_site: z}`` with z of shape (C, N, D), and ``MCMC.get_samples(
+group_by_chain=True)[latent_site]`` has shape (1, num_samples, C, N, D).
+
+Per-transition statistics are not logged: every transition's ``*Info`` record is kept, warm-up
+apart from kept draws, and handed back by :meth:`BatchedKernel.diagnostics` (which ``MCMC``
+also collects) as ``{"warmup": Info, "samples": Info, ...}`` with every Info field stacked
+over transitions, shape (T, C, N). The records survive ``cleanup()`` (which only frees the
+conditioned model) and are reset by the next ``setup()``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections import OrderedDict
+from typing import Callable, NamedTuple
+
+import torch
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+from torch import Tensor
+
+from inference.adaptation import StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
+from inference.hmc import hmc_init, hmc_step
+from inference.map import map_init, map_step
+from inference.nuts import nuts_step
+from inference.target import PosteriorTarget, ValueAndGrad
+
+
+def stack_infos(infos: list[NamedTuple]) -> NamedTuple | None:
+    """Stack per-transition Info records field by field. Shape: T × (*B) -> (T, *B)."""
+    if not infos:
+        return None
+    return type(infos[0])(*(torch.stack(field) for field in zip(*infos)))
+
+
+class BatchedKernel(MCMCKernel):
+    """Common adapter: state handling, per-chain step sizes and adaptation, Info records.
+
+    Give either ``model`` (a Pyro model whose args arrive through ``MCMC.run(*model_args)``;
+    the potential is :class:`~inference.target.PosteriorTarget`) or ``potential_fn``, a
+    value-and-grad callable z (C, N, D) -> (U (C, N), grad (C, N, D)). Initial latents are set
+    through ``initial_params`` (``MCMC(..., initial_params={latent_site: z0})``).
+
+    Shape:
+        initial latents (C, N, D); ``step_size``: a float or a tensor broadcastable to (C, N).
+    """
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: ValueAndGrad | None = None,
+        *,
+        step_size: float | Tensor,
+        adaptation: StepSizeAdaptation | None = None,
+        generator: torch.Generator | None = None,
+        latent_site: str = "z",
+        progress_every: int = 50,
+    ):
+        if (model is None) == (potential_fn is None):
+            raise ValueError("give exactly one of `model` or `potential_fn`")
+        if not bool(torch.all(torch.as_tensor(step_size) > 0)):
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        self.model = model
+        self.potential_fn = potential_fn
+        self.latent_site = latent_site
+        self.adaptation = adaptation
+        self.generator = generator
+        self.progress_every = progress_every
+        # Latents live in unconstrained space; a non-None value tells MCMC not to look for any.
+        self.transforms: dict = {}
+        self._step_size0 = step_size
+        self._initial_params: dict | None = None
+        self._records: dict[str, list] = {"warmup": [], "samples": []}
+        self._progress: OrderedDict = OrderedDict()
+        self._value_and_grad: ValueAndGrad | None = None
+        self._state = None
+        self._adapt = None
+        self._t = 0
+        self._warmup_steps = 0
+
+    @property
+    def initial_params(self) -> dict | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict):
+        self._initial_params = params
+
+    @property
+    def step_size(self) -> Tensor:
+        """Current per-chain step sizes, shape (C, N)."""
+        return self._adapt.step_size
+
+    @property
+    def state(self):
+        """The current ``*State`` record of all chains."""
+        return self._state
+
+    def setup(self, warmup_steps: int, *model_args, **model_kwargs):
+        if not self._initial_params or self.latent_site not in self._initial_params:
+            raise ValueError(f"set initial_params={{{self.latent_site!r}: z0}} with z0 of shape (C, N, D)")
+        z0 = self._initial_params[self.latent_site]
+        if z0.dim() != 3:
+            raise ValueError(f"initial latents must have shape (C, N, D), got {tuple(z0.shape)}")
+        if self.generator is None:
+            seed = int(torch.randint(0, 2**62, ()))  # from Pyro's/torch's global seed
+            self.generator = torch.Generator(device=z0.device).manual_seed(seed)
+        if self.generator.device != z0.device:
+            raise ValueError(f"generator is on {self.generator.device}, latents on {z0.device}")
+        if self.model is not None:
+            target = PosteriorTarget(
+                self.model, model_args, latent_site=self.latent_site,
+                num_chains=z0.shape[0], model_kwargs=model_kwargs,
+            )
+            self._value_and_grad = target.value_and_grad
+        else:
+            self._value_and_grad = self.potential_fn
+        self._warmup_steps = warmup_steps
+        self._t = 0
+        self._records = {"warmup": [], "samples": []}
+        self._state = self._init_state(z0.detach())
+        step = torch.as_tensor(self._step_size0, dtype=z0.dtype, device=z0.device)
+        self._adapt = adapt_init(step.expand(z0.shape[:-1]).clone())
+
+    def cleanup(self):
+        # Free the conditioned model (it holds the tiled data); the final state, step sizes and
+        # records stay readable.
+        self._value_and_grad = None
+
+    def end_warmup(self):
+        """Switch to the step sizes of the kept draws (unless adaptation continues)."""
+        if self.adaptation is not None and not self.adaptation.continue_after_warmup:
+            self._adapt = adapt_end_warmup(self.adaptation, self._adapt)
+
+    def sample(self, params: dict) -> dict:
+        z = params[self.latent_site]
+        if z is not self._state.z:  # the caller moved the chains: start again from there
+            self._state = self._init_state(z.detach())
+        if self._t == self._warmup_steps:
+            self.end_warmup()
+        in_warmup = self._t < self._warmup_steps
+        self._state, info = self._transition(self._state, self._adapt.step_size)
+        self._records["warmup" if in_warmup else "samples"].append(info)
+        if self.adaptation is not None and (in_warmup or self.adaptation.continue_after_warmup):
+            self._adapt = adapt_update(self.adaptation, self._adapt, self._adaptation_statistic(info))
+        self._t += 1
+        return {self.latent_site: self._state.z}
+
+    def _adaptation_statistic(self, info) -> Tensor:
+        return info.accept_prob
+
+    def logging(self) -> OrderedDict:
+        # Refreshed every `progress_every` transitions only: reading values forces a host sync.
+        if self._t % self.progress_every == 1 or self.progress_every == 1:
+            last = (self._records["samples"] or self._records["warmup"])[-1]
+            self._progress = OrderedDict(
+                [
+                    ("step size", f"{float(self._adapt.step_size.median()):.2e}"),
+                    ("acc. prob", f"{float(self._adaptation_statistic(last).float().mean()):.3f}"),
+                    ("div.", int(last.diverging.sum())),
+                ]
+            )
+        return self._progress
+
+    def diagnostics(self) -> dict:
+        """Per-transition records and totals over the kept draws.
+
+        Returns ``{"warmup": Info | None, "samples": Info | None, "divergences": int,
+        "acceptance rate": float}``; Info fields have shape (T, C, N).
+        """
+        samples = stack_infos(self._records["samples"])
+        result = {"warmup": stack_infos(self._records["warmup"]), "samples": samples}
+        if samples is not None:
+            result["divergences"] = int(samples.diverging.sum())
+            result["acceptance rate"] = float(self._adaptation_statistic(samples).float().mean())
+        return result
+
+    @abstractmethod
+    def _init_state(self, z: Tensor):
+        raise NotImplementedError
+
+    @abstractmethod
+    def _transition(self, state, step_size: Tensor):
+        raise NotImplementedError
+
+
+class BatchedHMC(BatchedKernel):
+    """HMC with a fixed number of leapfrog steps L for every chain of every point (Algorithm 1).
+
+    See :func:`inference.hmc.hmc_step`; per-chain step size, accept/reject and divergence.
+    """
+
+    def __init__(self, model=None, potential_fn=None, *, num_leapfrog_steps: int = 20, **kwargs):
+        if num_leapfrog_steps < 1:
+            raise ValueError(f"num_leapfrog_steps must be >= 1, got {num_leapfrog_steps}")
+        self.num_leapfrog_steps = num_leapfrog_steps
+        super().__init__(model, potential_fn, **kwargs)
+
+    def _init_state(self, z):
+        return hmc_init(z, self._value_and_grad)
+
+    def _transition(self, state, step_size):
+        return hmc_step(state, self._value_and_grad, step_size, self.num_leapfrog_steps, self.generator)
+
+
+class BatchedNUTS(BatchedKernel):
+    """Multinomial NUTS with per-chain trees, see :func:`inference.nuts.nuts_step`."""
+
+    def __init__(self, model=None, potential_fn=None, *, max_tree_depth: int = 10, **kwargs):
+        if max_tree_depth < 1:
+            raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
+        self.max_tree_depth = max_tree_depth
+        super().__init__(model, potential_fn, **kwargs)
+
+    def _init_state(self, z):
+        return hmc_init(z, self._value_and_grad)
+
+    def _transition(self, state, step_size):
+        return nuts_step(
+            state, self._value_and_grad, step_size, self.generator, max_tree_depth=self.max_tree_depth
+        )
+
+
+class BatchedMAP(BatchedKernel):
+    """Per-point Adam on U run as a "kernel": one optimisation step per transition.
+
+    ``step_size`` is Adam's learning rate; there is no step-size adaptation and no randomness.
+    """
+
+    def __init__(self, model=None, potential_fn=None, **kwargs):
+        if kwargs.get("adaptation") is not None:
+            raise ValueError("MAP has no step-size adaptation; pass adaptation=None")
+        super().__init__(model, potential_fn, **kwargs)
+
+    def _init_state(self, z):
+        return map_init(z, self._value_and_grad)
+
+    def _transition(self, state, step_size):
+        return map_step(state, self._value_and_grad, step_size)
+
+    def _adaptation_statistic(self, info) -> Tensor:
+        return info.accepted

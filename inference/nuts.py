@@ -1,0 +1,203 @@
+"""Batched No-U-Turn Sampler, built iteratively with per-chain masks.
+
+Variant: multinomial NUTS (Betancourt 2017, "A Conceptual Introduction to HMC", App. A) with
+the generalised U-turn criterion on momentum sums. The trajectory doubles up to
+``max_tree_depth`` times in a random direction; a new subtree of 2^d leaves is integrated leaf
+by leaf, its proposal chosen by progressive *uniform* multinomial sampling among its leaves,
+then merged into the tree by progressive *biased* sampling. A subtree that diverges or makes
+a U-turn inside itself is discarded and ends the trajectory (Stan's rule).
+
+Batching: all chains build the subtree of the same depth in lockstep; the leaf index within a
+subtree is a Python integer shared by every chain, so the U-turn checks of every balanced
+sub-subtree ending at a leaf use Python-indexed checkpoints (no gathers). A chain that has
+stopped is frozen by masks (its leapfrog steps are still computed but never used). The only
+host synchronisations are one per tree depth (whether any chain still grows) and one per
+transition (seeding the transition's own generator, see :func:`nuts_step`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from inference.hmc import MAX_DELTA_ENERGY, HMCState, kinetic_energy
+from inference.integrator import leapfrog
+from inference.target import ValueAndGrad
+
+
+class NUTSInfo(NamedTuple):
+    """What one NUTS transition did, per chain. Every field has shape (*B).
+
+    accept_prob: mean of min(1, exp(−ΔH)) over the new leaves (the adaptation statistic).
+    diverging: a leaf had ΔH > 1000 or a non-finite energy/gradient.  energy, potential: at the
+    returned state.  step_size: the η used.  num_steps: leapfrog steps integrated for this
+    chain.  tree_depth: number of doublings (the last one may have been discarded).
+    """
+
+    accept_prob: Tensor
+    diverging: Tensor
+    energy: Tensor
+    potential: Tensor
+    step_size: Tensor
+    num_steps: Tensor
+    tree_depth: Tensor
+
+
+class _Edge(NamedTuple):
+    z: Tensor
+    momentum: Tensor
+    grad: Tensor
+
+
+def _select(mask: Tensor, new: _Edge, old: _Edge) -> _Edge:
+    rows = mask.unsqueeze(-1)
+    return _Edge(*(torch.where(rows, a, b) for a, b in zip(new, old)))
+
+
+def _is_turning(momentum_left: Tensor, momentum_right: Tensor, momentum_sum: Tensor) -> Tensor:
+    """Generalised U-turn criterion (unit mass): the trajectory's momentum sum no longer points
+    along both end momenta. Shape: (*B, D) each -> (*B)."""
+    return ((momentum_left * momentum_sum).sum(-1) <= 0) | (
+        (momentum_right * momentum_sum).sum(-1) <= 0
+    )
+
+
+def _checkpoint_range(leaf: int) -> tuple[int, int]:
+    """Checkpoint slots to test at an odd leaf index.
+
+    The even leaf m that starts a balanced sub-subtree stores its momentum and the running
+    momentum sum in slot popcount(m); the sub-subtrees ending at odd leaf n start at n with its
+    k lowest bits cleared, k = 1 .. (trailing ones of n), i.e. slots popcount(n) − k.
+    """
+    trailing_ones = (leaf ^ (leaf + 1)).bit_length() - 1
+    top = bin(leaf).count("1") - 1
+    return top - trailing_ones + 1, top
+
+
+def nuts_step(
+    state: HMCState,
+    value_and_grad: ValueAndGrad,
+    step_size: Tensor,
+    generator: torch.Generator | None,
+    *,
+    max_tree_depth: int = 10,
+) -> tuple[HMCState, NUTSInfo]:
+    """One multinomial NUTS transition per chain.
+
+    Randomness: the momentum and a seed for a transition-local generator are drawn from
+    ``generator`` in fixed shapes; directions and multinomial uniforms come from the local
+    generator, one (*B)-shaped draw per depth / leaf. A chain therefore sees the same random
+    numbers whatever the other chains do (how long the lockstep loop runs does not shift the
+    next transition's stream).
+
+    Shape: step_size (*B); returns the new state and a :class:`NUTSInfo` of shape (*B).
+    """
+    z0, potential0, grad0 = state
+    options = dict(dtype=z0.dtype, device=z0.device)
+    momentum0 = torch.randn(z0.shape, generator=generator, **options)
+    seed = int(torch.randint(0, 2**62, (), generator=generator, device=z0.device))
+    local = torch.Generator(device=z0.device).manual_seed(seed)
+    batch = potential0.shape
+
+    energy0 = potential0 + kinetic_energy(momentum0)
+    left = right = _Edge(z0, momentum0, grad0)
+    proposal = HMCState(z0, potential0, grad0)
+    proposal_momentum = momentum0
+    log_weight = torch.zeros(batch, **options)  # the initial point has weight exp(0)
+    momentum_sum = momentum0
+    active = torch.isfinite(energy0) & torch.isfinite(grad0).all(-1)
+    diverging = ~active
+    tree_depth = torch.zeros(batch, dtype=torch.int64, device=z0.device)
+    num_steps = torch.zeros(batch, dtype=torch.int64, device=z0.device)
+    accept_sum = torch.zeros(batch, **options)
+    checkpoint_momentum: list[Tensor | None] = [None] * max(max_tree_depth, 1)
+    checkpoint_sum: list[Tensor | None] = [None] * max(max_tree_depth, 1)
+
+    for depth in range(max_tree_depth):
+        forward = torch.rand(batch, generator=local, **options) < 0.5
+        merge_uniform = torch.rand(batch, generator=local, **options)
+        edge = _select(forward, right, left)
+        signed_step = torch.where(forward, step_size, -step_size)
+        tree_depth = tree_depth + active.long()
+
+        building = active  # chains whose subtree is still valid
+        sub_diverging = torch.zeros_like(active)
+        sub_turning = torch.zeros_like(active)
+        sub_log_weight = torch.full(batch, float("-inf"), **options)
+        sub_proposal, sub_proposal_momentum = proposal, proposal_momentum
+        sub_momentum_sum = torch.zeros_like(momentum0)
+
+        for leaf in range(2**depth):
+            leaf_uniform = torch.rand(batch, generator=local, **options)
+            z, momentum, potential, grad = leapfrog(
+                edge.z, edge.momentum, edge.grad, signed_step, 1, value_and_grad
+            )
+            delta = potential + kinetic_energy(momentum) - energy0
+            finite = torch.isfinite(delta) & torch.isfinite(grad).all(-1) & torch.isfinite(z).all(-1)
+            delta = torch.where(finite, delta, torch.full_like(delta, float("inf")))
+            num_steps = num_steps + building.long()
+            accept_sum = accept_sum + torch.where(
+                building, torch.exp(torch.clamp(-delta, max=0.0)), torch.zeros_like(delta)
+            )
+            leaf_diverging = building & (delta > MAX_DELTA_ENERGY)
+            sub_diverging = sub_diverging | leaf_diverging
+            ok = building & ~leaf_diverging
+
+            # progressive uniform sampling inside the subtree: take the leaf w.p. w_leaf / W_sub
+            new_sub_log_weight = torch.logaddexp(sub_log_weight, -delta)
+            take = ok & (leaf_uniform < torch.exp(-delta - new_sub_log_weight))
+            sub_proposal = HMCState(
+                torch.where(take.unsqueeze(-1), z, sub_proposal.z),
+                torch.where(take, potential, sub_proposal.potential),
+                torch.where(take.unsqueeze(-1), grad, sub_proposal.grad),
+            )
+            sub_proposal_momentum = torch.where(take.unsqueeze(-1), momentum, sub_proposal_momentum)
+            sub_log_weight = torch.where(ok, new_sub_log_weight, sub_log_weight)
+            sub_momentum_sum = torch.where(ok.unsqueeze(-1), sub_momentum_sum + momentum, sub_momentum_sum)
+            edge = _select(ok, _Edge(z, momentum, grad), edge)
+
+            if leaf % 2 == 0:
+                slot = bin(leaf).count("1")
+                checkpoint_momentum[slot] = momentum
+                checkpoint_sum[slot] = sub_momentum_sum
+            else:
+                lowest, highest = _checkpoint_range(leaf)
+                turning = torch.zeros_like(ok)
+                for slot in range(lowest, highest + 1):
+                    span_sum = sub_momentum_sum - checkpoint_sum[slot] + checkpoint_momentum[slot]
+                    turning = turning | _is_turning(checkpoint_momentum[slot], momentum, span_sum)
+                sub_turning = sub_turning | (ok & turning)
+                ok = ok & ~turning
+            building = ok
+
+        # merge valid subtrees into the tree by biased progressive sampling
+        merged = active & ~sub_diverging & ~sub_turning
+        take = merged & (merge_uniform < torch.exp(sub_log_weight - log_weight))
+        proposal = HMCState(
+            torch.where(take.unsqueeze(-1), sub_proposal.z, proposal.z),
+            torch.where(take, sub_proposal.potential, proposal.potential),
+            torch.where(take.unsqueeze(-1), sub_proposal.grad, proposal.grad),
+        )
+        proposal_momentum = torch.where(take.unsqueeze(-1), sub_proposal_momentum, proposal_momentum)
+        log_weight = torch.where(merged, torch.logaddexp(log_weight, sub_log_weight), log_weight)
+        momentum_sum = torch.where(merged.unsqueeze(-1), momentum_sum + sub_momentum_sum, momentum_sum)
+        right = _select(merged & forward, edge, right)
+        left = _select(merged & ~forward, edge, left)
+
+        diverging = diverging | sub_diverging
+        active = merged & ~_is_turning(left.momentum, right.momentum, momentum_sum)
+        if not bool(active.any()):  # one host sync per depth
+            break
+
+    info = NUTSInfo(
+        accept_prob=accept_sum / num_steps.clamp(min=1),
+        diverging=diverging,
+        energy=proposal.potential + kinetic_energy(proposal_momentum),
+        potential=proposal.potential,
+        step_size=step_size,
+        num_steps=num_steps,
+        tree_depth=tree_depth,
+    )
+    return proposal, info

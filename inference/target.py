@@ -1,0 +1,183 @@
+"""The sampling target: the per-point potential of a Pyro model conditioned on its data.
+
+For every data point n the defence samples the true posterior p(z_n | x_n) ∝ p(x_n | z_n) p(z_n)
+(paper Section 3, Algorithm 1), i.e. the potential
+
+    U(z_n) = -log p(x_n | z_n) - log p(z_n).
+
+It is read off the Pyro model's own log density (condition the latent site on z, trace, sum
+every sample site's per-point ``log_prob``), never from a hand-copied formula, so whatever
+likelihood, prior or ``poutine.scale`` the model uses is what the sampler targets.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+ValueAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def _is_density_site(site: dict) -> bool:
+    """A sample site that contributes to the density (plates appear as subsample sites)."""
+    return site["type"] == "sample" and not site_is_subsample(site)
+
+
+def _tile(arg, num_chains: int):
+    """Repeat a tensor model argument ``num_chains`` times along dim 0 (chain-major order)."""
+    if not torch.is_tensor(arg):
+        return arg
+    return arg.repeat((num_chains,) + (1,) * (arg.dim() - 1))
+
+
+class PosteriorTarget:
+    """Per-point potential U(z) = -log p(x|z) - log p(z) of a Pyro model conditioned on its args.
+
+    The model must put its data in a ``pyro.plate`` over dim -1, have exactly one unobserved
+    sample site (``latent_site``, value shape (N, D), event dim 1) and only observed sites
+    otherwise, each with one log-density term per point. ``num_chains`` copies of the data are
+    evaluated in ONE model call: the tensor model args are tiled ``num_chains`` times along
+    dim 0 once, here, and the latents of shape (C, N, D) are flattened chain-major to (C·N, D).
+
+    The structure is checked once, at construction, by tracing the model (under the caller's
+    Pyro validation setting, with the global RNG restored afterwards); the hot-path evaluations
+    then run with Pyro validation off, since the sampler probes non-finite regions on purpose.
+
+    Shape:
+        - model args: tensors with N rows (dim 0)
+        - ``potential(z)``, ``log_joint(z)``: z (C, N, D) -> (C, N)
+        - ``value_and_grad(z)``: z (C, N, D) -> ((C, N), (C, N, D))
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        model_args: tuple = (),
+        *,
+        latent_site: str = "z",
+        num_chains: int = 1,
+        model_kwargs: dict | None = None,
+    ):
+        if num_chains < 1:
+            raise ValueError(f"num_chains must be >= 1, got {num_chains}")
+        self.model = model
+        self.latent_site = latent_site
+        self.num_chains = num_chains
+        self._kwargs = dict(model_kwargs or {})
+        self.num_points, self.latent_dim, self.dtype, self.device = self._inspect(model_args)
+        self._tiled_args = tuple(_tile(a, num_chains) for a in model_args)
+
+    def _inspect(self, model_args: tuple):
+        with torch.random.fork_rng(), poutine.block():
+            trace = poutine.trace(self.model).get_trace(*model_args, **self._kwargs)
+        trace.compute_log_prob(lambda _, site: _is_density_site(site))
+        site = trace.nodes.get(self.latent_site)
+        if site is None or site["type"] != "sample" or site["is_observed"]:
+            raise ValueError(
+                f"model has no unobserved sample site named {self.latent_site!r}"
+            )
+        value = site["value"]
+        if value.dim() != 2:
+            raise ValueError(
+                f"latent site {self.latent_site!r} must have value shape (N, D), "
+                f"got {tuple(value.shape)}"
+            )
+        num_points = value.shape[0]
+        for name, other in trace.nodes.items():
+            if not _is_density_site(other):
+                continue
+            if name != self.latent_site and not other["is_observed"]:
+                raise ValueError(
+                    f"model has another unobserved sample site {name!r}; "
+                    "condition it or make it the latent site"
+                )
+            if other["log_prob"].shape != (num_points,):
+                raise ValueError(
+                    f"site {name!r} has log_prob shape {tuple(other['log_prob'].shape)}; "
+                    f"expected one term per point, ({num_points},): put it inside the data "
+                    "plate with its non-batch dims declared as event dims"
+                )
+        return num_points, value.shape[1], value.dtype, value.device
+
+    def log_joint(self, z: Tensor) -> Tensor:
+        """log p(x, z) = log p(x|z) + log p(z) per chain and point.
+
+        Shape:
+            z (C, N, D) -> (C, N), with C = ``num_chains``.
+        """
+        expected = (self.num_chains, self.num_points, self.latent_dim)
+        if tuple(z.shape) != expected:
+            raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
+        z_flat = z.reshape(-1, self.latent_dim)
+        conditioned = poutine.condition(self.model, data={self.latent_site: z_flat})
+        with pyro.validation_enabled(False):
+            trace = poutine.trace(conditioned).get_trace(*self._tiled_args, **self._kwargs)
+            trace.compute_log_prob(lambda _, site: _is_density_site(site))
+        total = sum(site["log_prob"] for site in trace.nodes.values() if _is_density_site(site))
+        return total.reshape(self.num_chains, self.num_points)
+
+    def potential(self, z: Tensor) -> Tensor:
+        """U(z) = -log p(x|z) - log p(z). Shape: z (C, N, D) -> (C, N)."""
+        return -self.log_joint(z)
+
+    def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """U(z) and dU/dz from one model call and one autograd call.
+
+        Points are independent, so the gradient of sum(U) is every point's own gradient; a
+        non-finite U at one point stays in that point's row.
+
+        Shape:
+            z (C, N, D) -> (U (C, N), grad (C, N, D)); both detached.
+        """
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            potential = self.potential(z)
+            (grad,) = torch.autograd.grad(potential.sum(), z)
+        return potential.detach(), grad
+
+
+def initial_latents(
+    guide: Callable,
+    model_args: tuple = (),
+    *,
+    num_chains: int = 1,
+    init: Literal["sample", "mean"] = "sample",
+    latent_site: str = "z",
+    generator: torch.Generator | None = None,
+    model_kwargs: dict | None = None,
+) -> Tensor:
+    """Starting latents from the encoder q(z|x): z₀ ~ q(z|x) (Algorithm 1, the paper) or its mean.
+
+    The guide is traced once on the untiled data; its ``latent_site`` must be a (possibly
+    ``to_event``) Normal. Samples are loc + scale·ε with ε drawn from ``generator`` (which must
+    be on the guide's device), so they are reproducible and independent of Pyro's global RNG.
+
+    Shape:
+        returns (num_chains, N, D) on the guide's device; the mean is repeated over chains.
+    """
+    if init not in ("sample", "mean"):
+        raise ValueError(f"init must be 'sample' or 'mean', got {init!r}")
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(guide).get_trace(*model_args, **(model_kwargs or {}))
+    site = trace.nodes.get(latent_site)
+    if site is None or site["type"] != "sample":
+        raise ValueError(f"guide has no sample site named {latent_site!r}")
+    base = site["fn"]
+    while isinstance(base, torch.distributions.Independent):
+        base = base.base_dist
+    if not isinstance(base, torch.distributions.Normal):
+        raise ValueError(
+            f"guide site {latent_site!r} must be a Normal (optionally .to_event), "
+            f"got {type(site['fn']).__name__}"
+        )
+    loc, scale = torch.broadcast_tensors(base.loc.detach(), base.scale.detach())
+    loc = loc.expand((num_chains,) + loc.shape)
+    if init == "mean":
+        return loc.clone()
+    noise = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
+    return loc + scale * noise

@@ -1,0 +1,97 @@
+"""A linear-Gaussian latent model with a closed-form posterior, written as a Pyro model/guide
+pair with the VAE's interface (data plate over dim -1, latent site "z", observed site "x").
+
+p(z) = N(0, I_D), p(x|z) = N(Wz + b, σ² I_P)  =>  p(z|x) = N(Σ Wᵀ(x − b)/σ², Σ),
+Σ = (I + WᵀW/σ²)⁻¹.
+"""
+
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+LATENT_DIM, DATA_DIM = 3, 5
+
+
+@dataclass(frozen=True)
+class LinearGaussian:
+    weight: torch.Tensor  # (P, D)
+    bias: torch.Tensor  # (P,)
+    noise: float
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT_DIM), 1.0).to_event(1))
+            loc = z @ self.weight.T + self.bias
+            pyro.sample("x", dist.Normal(loc, self.noise).to_event(1), obs=x)
+
+    def guide(self, x):
+        # A deliberately poor encoder: the sampler has to move away from it.
+        with pyro.plate("data", x.shape[0], dim=-1):
+            loc = 0.3 * (x - self.bias) @ self.weight
+            pyro.sample("z", dist.Normal(loc, 0.5).to_event(1))
+
+    def to(self, device):
+        return LinearGaussian(self.weight.to(device), self.bias.to(device), self.noise)
+
+    def posterior(self, x):
+        """Exact posterior mean (N, D) and covariance (D, D)."""
+        precision = torch.eye(LATENT_DIM) + self.weight.T @ self.weight / self.noise**2
+        cov = torch.linalg.inv(precision)
+        mean = (x - self.bias) @ self.weight @ cov / self.noise**2
+        return mean, cov
+
+    latent_dim: int = LATENT_DIM
+    data_dim: int = DATA_DIM
+
+    def data(self, num_points, seed=1):
+        """x drawn from the model, shape (num_points, P)."""
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(num_points, LATENT_DIM, generator=g)
+        noise = torch.randn(num_points, DATA_DIM, generator=g)
+        return z @ self.weight.T + self.bias + self.noise * noise
+
+    def log_joint(self, x, z):
+        prior = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        like = dist.Normal(z @ self.weight.T + self.bias, self.noise).log_prob(x).sum(-1)
+        return prior + like
+
+
+def make_problem(noise=0.7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(DATA_DIM, LATENT_DIM, generator=g)
+    bias = torch.randn(DATA_DIM, generator=g)
+    return LinearGaussian(weight, bias, noise)
+
+
+@pytest.fixture
+def problem():
+    return make_problem()
+
+
+@pytest.fixture(autouse=True)
+def _clear_param_store():
+    pyro.clear_param_store()
+    yield
+
+
+class PerPointScale:
+    """p(z) = N(0, I_2), p(x_n|z_n) = N(z_n, s_n² I): posterior widths set per point by s."""
+
+    @staticmethod
+    def model(x, scale):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, scale.unsqueeze(-1)).to_event(1), obs=x)
+
+    @staticmethod
+    def guide(x, scale):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("z", dist.Normal(0.5 * x, 0.1).to_event(1))
+
+
+@pytest.fixture
+def scaled_problem():
+    return PerPointScale()

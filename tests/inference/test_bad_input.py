@@ -1,0 +1,37 @@
+import pytest
+
+from inference import SAMPLERS, BatchedHMC, StepSizeAdaptation, sample_posterior
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(sampler="mala"), "unknown sampler 'mala'; choose one of " + ", ".join(SAMPLERS)),
+        (dict(step_size=0.0), "step_size must be > 0"),
+        (dict(step_size=-0.1), "step_size must be > 0"),
+        (dict(num_leapfrog_steps=0), r"num_leapfrog_steps \(L\) must be >= 1"),
+        (dict(num_chains=0), "num_chains must be >= 1"),
+        (dict(num_samples=0), "num_samples must be >= 1"),
+        (dict(num_warmup=-1), "num_warmup must be >= 0"),
+        (dict(max_tree_depth=0), "max_tree_depth must be >= 1"),
+        (dict(init="mode"), "init must be 'sample' or 'mean'"),
+        (dict(adapt="robbins_monro"), "adapt must be"),
+        (dict(sampler="map", adapt="paper"), "no step-size adaptation"),
+        (dict(sampler="pyro_hmc", adapt="paper"), "dual averaging only"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(problem, kwargs, message):
+    x = problem.data(3)
+    with pytest.raises(ValueError, match=message):
+        sample_posterior(problem.model, problem.guide, (x,), **kwargs)
+
+
+def test_kernel_checks_its_arguments(problem):
+    with pytest.raises(ValueError, match="exactly one"):
+        BatchedHMC(step_size=0.1)
+    with pytest.raises(ValueError, match="num_leapfrog_steps must be >= 1"):
+        BatchedHMC(problem.model, step_size=0.1, num_leapfrog_steps=0)
+    with pytest.raises(ValueError, match="step_size must be > 0"):
+        BatchedHMC(problem.model, step_size=0.0)
+    with pytest.raises(ValueError, match="target_accept"):
+        StepSizeAdaptation("paper", target_accept=1.5)

@@ -1,0 +1,91 @@
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from inference import PosteriorTarget, initial_latents
+
+
+def test_potential_is_minus_closed_form_log_joint(problem):
+    x = problem.data(7)
+    target = PosteriorTarget(problem.model, (x,), num_chains=3)
+    z = torch.randn(3, 7, problem.latent_dim)
+    expected = -torch.stack([problem.log_joint(x, z[c]) for c in range(3)])
+    assert target.potential(z).shape == (3, 7)
+    assert torch.allclose(target.potential(z), expected, atol=1e-5)
+
+
+def test_value_and_grad_matches_closed_form_gradient(problem):
+    x = problem.data(4)
+    target = PosteriorTarget(problem.model, (x,), num_chains=2)
+    z = torch.randn(2, 4, problem.latent_dim)
+    value, grad = target.value_and_grad(z)
+    residual = x - (z @ problem.weight.T + problem.bias)
+    expected_grad = z - residual @ problem.weight / problem.noise**2
+    assert torch.allclose(value, target.potential(z))
+    assert torch.allclose(grad, expected_grad, atol=1e-4)
+    assert not value.requires_grad and not grad.requires_grad
+
+
+def test_one_batched_model_call_with_tiled_args(problem):
+    x = problem.data(5)
+    seen = []
+
+    def counting_model(x):
+        seen.append(x.shape)
+        problem.model(x)
+
+    target = PosteriorTarget(counting_model, (x,), num_chains=4)
+    seen.clear()
+    target.value_and_grad(torch.randn(4, 5, problem.latent_dim))
+    assert seen == [torch.Size([20, x.shape[1]])]
+    assert torch.equal(target._tiled_args[0][5:10], x)  # chain-major tiling
+
+
+def test_wrong_latent_shape_is_rejected(problem):
+    target = PosteriorTarget(problem.model, (problem.data(5),), num_chains=2)
+    with pytest.raises(ValueError, match="shape"):
+        target.potential(torch.zeros(3, 5, problem.latent_dim))
+
+
+def test_model_structure_is_checked(problem):
+    x = problem.data(5)
+
+    def extra_latent(x):
+        problem.model(x)
+        with pyro.plate("data2", x.shape[0]):
+            pyro.sample("w", dist.Normal(0.0, 1.0))
+
+    def global_site(x):
+        pyro.sample("g", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+        problem.model(x)
+
+    with pytest.raises(ValueError, match="unobserved sample site 'w'"):
+        PosteriorTarget(extra_latent, (x,))
+    with pytest.raises(ValueError, match="one term per point"):
+        PosteriorTarget(global_site, (x,))
+    with pytest.raises(ValueError, match="no unobserved sample site named 'u'"):
+        PosteriorTarget(problem.model, (x,), latent_site="u")
+
+
+def test_target_leaves_global_rng_alone(problem):
+    x = problem.data(5)
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    PosteriorTarget(problem.model, (x,))
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_initial_latents_sample_and_mean(problem):
+    x = problem.data(6)
+    loc = 0.3 * (x - problem.bias) @ problem.weight
+    mean = initial_latents(problem.guide, (x,), num_chains=2, init="mean")
+    assert mean.shape == (2, 6, problem.latent_dim)
+    assert torch.allclose(mean[1], loc)
+    first = initial_latents(problem.guide, (x,), num_chains=2, generator=torch.Generator().manual_seed(5))
+    again = initial_latents(problem.guide, (x,), num_chains=2, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(first, again)
+    assert not torch.equal(first[0], first[1])
+    with pytest.raises(ValueError, match="init"):
+        initial_latents(problem.guide, (x,), init="mode")
