@@ -1,0 +1,18 @@
+"""VAEs as Pyro model/guide pairs: datasets, models, SVI training, checkpoints, evaluation."""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import (COLOURS, DATA_ROOT_ENV, DATASET_NAMES, ColorMNIST, DatasetNotFoundError,
+                   FashionMNIST, MNIST, batch_of, load_dataset, resolve_data_root)
+from .evaluate import Evaluation, evaluate_vae, log_joint
+from .losses import TotalCorrelationELBO, make_elbo, total_correlation_mws
+from .train import TrainConfig, TrainHistory, minibatches, train_vae
+from .vae import DATA_PLATE, LATENT_SITE, OBSERVED_SITE, ConvVAE, VAEConfig, check_images
+
+__all__ = [
+    "COLOURS", "DATA_PLATE", "DATA_ROOT_ENV", "DATASET_NAMES", "LATENT_SITE", "OBSERVED_SITE",
+    "CheckpointError", "ColorMNIST", "ConvVAE", "DatasetNotFoundError", "Evaluation",
+    "FashionMNIST", "MNIST", "TotalCorrelationELBO", "TrainConfig", "TrainHistory", "VAEConfig",
+    "batch_of", "check_images", "evaluate_vae", "load_checkpoint", "load_dataset", "log_joint",
+    "make_elbo", "minibatches", "resolve_data_root", "save_checkpoint", "total_correlation_mws",
+    "train_vae",
+]

@@ -1,0 +1,65 @@
+"""Checkpoints: ``state_dict`` plus the ``VAEConfig`` as plain data, written atomically.
+
+Loading uses ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
+so a foreign or malicious file can never execute code; anything that is not one of our checkpoints
+raises ``CheckpointError``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .vae import ConvVAE, VAEConfig
+
+CHECKPOINT_FORMAT = "pyro_vae.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """The file is missing, corrupt, or not a pyro_vae checkpoint."""
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(vae: ConvVAE, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
+    """Save weights, config and optional plain-data metadata (e.g. the training history)."""
+    state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": vae.config.to_dict(),
+                       "state_dict": state, "metadata": metadata or {}}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
+                    with_metadata: bool = False):
+    """Rebuild the ``ConvVAE`` saved at ``path`` (in eval mode); optionally also its metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable pyro_vae checkpoint: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a pyro_vae checkpoint (format {CHECKPOINT_FORMAT!r})")
+    try:
+        vae = ConvVAE(VAEConfig(**payload["config"]))
+        vae.load_state_dict(payload["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as error:
+        raise CheckpointError(f"{path}: inconsistent checkpoint: {error}") from None
+    vae.to(map_location).eval()
+    return (vae, payload.get("metadata", {})) if with_metadata else vae

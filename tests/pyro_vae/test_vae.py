@@ -1,0 +1,87 @@
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+
+from pyro_vae import LATENT_SITE, ConvVAE, VAEConfig, log_joint
+
+
+@pytest.fixture(params=[1, 3], ids=["grey", "colour"])
+def vae_and_images(request):
+    torch.manual_seed(0)
+    vae = ConvVAE(VAEConfig(num_channels=request.param))
+    return vae, torch.rand(5, request.param, 28, 28)
+
+
+def test_shapes_and_decoder_range(vae_and_images):
+    vae, x = vae_and_images
+    loc, scale = vae.encode(x)
+    assert loc.shape == scale.shape == (5, 64) and (scale > 0).all()
+    mean = vae.decode(loc)
+    assert mean.shape == x.shape and 0 < mean.min() and mean.max() < 1
+
+
+def test_model_and_guide_traces_have_named_sites(vae_and_images):
+    vae, x = vae_and_images
+    guide_trace = poutine.trace(vae.guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(vae.model, guide_trace)).get_trace(x)
+    assert guide_trace.nodes[LATENT_SITE]["value"].shape == (5, 64)
+    assert model_trace.nodes["x"]["is_observed"]
+    assert torch.equal(model_trace.nodes[LATENT_SITE]["value"], guide_trace.nodes[LATENT_SITE]["value"])
+
+
+def test_elbo_is_finite(vae_and_images):
+    vae, x = vae_and_images
+    loss = Trace_ELBO().loss(vae.model, vae.guide, x)
+    assert torch.isfinite(torch.tensor(loss)) and loss > 0
+
+
+def test_beta_scales_exactly_the_kl_part():
+    torch.manual_seed(1)
+    vae = ConvVAE(VAEConfig(kind="beta_vae", beta=5.0))
+    x = torch.rand(4, 1, 28, 28)
+    losses = {}
+    for kl_scale in (1.0, 5.0):
+        pyro.set_rng_seed(7)
+        losses[kl_scale] = Trace_ELBO().loss(vae.model, vae.guide, x, kl_scale=kl_scale)
+    pyro.set_rng_seed(7)
+    guide_trace = poutine.trace(vae.guide).get_trace(x)
+    z = guide_trace.nodes[LATENT_SITE]["value"]
+    log_q = guide_trace.log_prob_sum()
+    log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum()
+    kl_sample = (log_q - log_prior).item()
+    assert losses[5.0] - losses[1.0] == pytest.approx(4.0 * kl_sample, rel=1e-4)
+
+
+def test_log_joint_matches_bernoulli_plus_gaussian_prior():
+    torch.manual_seed(2)
+    vae = ConvVAE(VAEConfig())
+    x, z = torch.rand(3, 1, 28, 28), torch.randn(3, 64)
+    p = vae.decode(z).clamp(1e-5, 1 - 1e-5)
+    expected = (x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1)
+    expected = expected + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    assert torch.allclose(log_joint(vae, x, z), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (2, 1, 32, 32), (1, 28, 28)])
+def test_wrong_shape_names_expected_shape(shape):
+    vae = ConvVAE(VAEConfig(num_channels=1))
+    with pytest.raises(ValueError, match=r"\(batch, 1, 28, 28\)"):
+        vae.encode(torch.rand(*shape))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_pixels_outside_unit_interval_are_rejected(bad):
+    vae = ConvVAE(VAEConfig())
+    x = torch.rand(2, 1, 28, 28)
+    x[1, 0, 3, 3] = bad
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        vae.model(x)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kind="gan"), dict(kind="vae", beta=2.0),
+                                    dict(num_channels=2), dict(kind="beta_vae", beta=0.0)])
+def test_bad_config_is_rejected(kwargs):
+    with pytest.raises(ValueError):
+        VAEConfig(**kwargs)
