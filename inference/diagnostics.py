@@ -35,22 +35,23 @@ def to_inference_data(samples: PosteriorSamples) -> az.InferenceData:
     Groups: ``posterior`` with the latent (named after the latent site, ``z`` by default) of
     dims (chain, draw, point, latent); ``sample_stats`` (and ``warmup_sample_stats`` when there
     was a warm-up) with every recorded statistic of dims (chain, draw, point). The run's config
-    is stored in the attributes.
+    is stored in the posterior group's attributes.
     """
     site = samples.config.latent_site
     num_points, latent_dim = samples.z.shape[2:]
     stats = {k: v.detach().cpu().numpy() for k, v in samples.sample_stats.items()}
     warmup = {k: v.detach().cpu().numpy() for k, v in samples.warmup_stats.items()}
     dims = {site: ["point", "latent"], **{k: ["point"] for k in set(stats) | set(warmup)}}
-    return az.from_dict(
+    idata = az.from_dict(
         posterior={site: samples.z.detach().cpu().numpy()},
         sample_stats=stats or None,
         warmup_sample_stats=warmup or None,
         save_warmup=bool(warmup),
         coords={"point": np.arange(num_points), "latent": np.arange(latent_dim)},
         dims=dims,
-        attrs=_attrs(samples),
     )
+    idata.posterior.attrs.update(_attrs(samples))
+    return idata
 
 
 def convergence(idata: az.InferenceData, var_name: str = "z") -> xr.Dataset:
