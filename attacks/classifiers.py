@@ -37,7 +37,7 @@ class ClassifierConfig:
             raise ValueError("lr_patience must be >= 0 and early_stopping_patience >= 1")
 
 
-def classifier_accuracy(classifier: nn.Module, codes: Tensor, labels: Tensor) -> float:
+def classifier_accuracy(classifier: nn.Module, *, codes: Tensor, labels: Tensor) -> float:
     """Fraction of rows whose arg-max class equals the label (clean test accuracy on μ(x)).
 
     Shape:
@@ -87,7 +87,7 @@ def train_latent_classifier(*, train_codes: Tensor, train_labels: Tensor, val_co
             optimizer.zero_grad()
             F.cross_entropy(classifier(train_codes[batch]), train_labels[batch]).backward()
             optimizer.step()
-        accuracy = classifier_accuracy(classifier, val_codes, val_labels)
+        accuracy = classifier_accuracy(classifier, codes=val_codes, labels=val_labels)
         schedule.step(accuracy)
         if accuracy > best_accuracy:
             best_accuracy, epochs_since_best = accuracy, 0

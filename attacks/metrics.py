@@ -59,7 +59,7 @@ def ms_ssim(x: Tensor, y: Tensor, *, data_range: float = 1.0, window_size: int =
     return torch.prod(torch.stack(factors) ** exponents, dim=0)
 
 
-def adversarial_accuracy(predictions: Tensor, reference_classes: Tensor) -> Tensor:
+def adversarial_accuracy(predictions: Tensor, *, reference_classes: Tensor) -> Tensor:
     """Per reference, the fraction of its attacks whose predicted class equals its class.
 
     ``reference_classes`` is the classifier's prediction on the clean reference (the attack's

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pyro
 import torch
 from torch import Tensor
 
@@ -120,7 +121,9 @@ def pgd_attack(objective: Objective, x_ref: Tensor, *, radii: Sequence[float],
     delta = config.init_scale * start_noise.reshape(flat_ref.shape)
     bound = objective.bind(x_ref, restarts=restarts)
     adversarial, values, successes = [], [], []
-    with torch.enable_grad():
+    # x_ref was checked above and projection keeps every iterate in [0, 1], so Pyro's per-call
+    # argument checks (which synchronise with the device) would only slow the loop down.
+    with torch.enable_grad(), pyro.validation_enabled(False):
         for radius in radii:
             x_adv = _ascend(bound.value, flat_ref, delta, radius=radius, config=config)
             with torch.no_grad():

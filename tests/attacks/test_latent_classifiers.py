@@ -21,7 +21,7 @@ def test_reaches_high_accuracy_on_separable_data():
                                          config=ClassifierConfig(max_epochs=30),
                                          generator=torch.Generator().manual_seed(0))
     assert classifier.out_features == 4
-    assert classifier_accuracy(classifier, test, test_labels) > 0.97
+    assert classifier_accuracy(classifier, codes=test, labels=test_labels) > 0.97
     assert not classifier.weight.requires_grad
 
 
@@ -33,7 +33,7 @@ def test_training_is_reproducible_and_keeps_the_best_weights():
                                     generator=torch.Generator().manual_seed(1)) for _ in range(2)]
     assert torch.equal(fits[0].weight, fits[1].weight)
     assert fits[0].out_features == 5
-    assert classifier_accuracy(fits[0], val, val_labels) > 0.95
+    assert classifier_accuracy(fits[0], codes=val, labels=val_labels) > 0.95
 
 
 def test_best_validation_weights_are_kept():
@@ -52,12 +52,12 @@ def test_best_validation_weights_are_kept():
             optimizer.zero_grad()
             F.cross_entropy(linear(train[batch]), train_labels[batch]).backward()
             optimizer.step()
-        latest.append(classifier_accuracy(linear, val, val_labels))
+        latest.append(classifier_accuracy(linear, codes=val, labels=val_labels))
     assert latest[-1] < max(latest)  # so returning the last weights would fail below
     fitted = train_latent_classifier(train_codes=train, train_labels=train_labels, val_codes=val,
                                      val_labels=val_labels, config=config,
                                      generator=torch.Generator().manual_seed(1))
-    assert classifier_accuracy(fitted, val, val_labels) == pytest.approx(max(latest))
+    assert classifier_accuracy(fitted, codes=val, labels=val_labels) == pytest.approx(max(latest))
 
 
 def test_rejects_mismatched_inputs_and_bad_config():

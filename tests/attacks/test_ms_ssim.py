@@ -82,10 +82,10 @@ def test_rejects_mismatched_or_too_small_images():
 
 def test_adversarial_accuracy_per_reference():
     predictions = torch.tensor([[1, 1, 0, 1], [2, 0, 0, 0]])
-    accuracy = adversarial_accuracy(predictions, torch.tensor([1, 2]))
+    accuracy = adversarial_accuracy(predictions, reference_classes=torch.tensor([1, 2]))
     assert torch.allclose(accuracy, torch.tensor([0.75, 0.25]))
     with pytest.raises(ValueError, match="reference_classes"):
-        adversarial_accuracy(predictions, torch.tensor([1, 2, 3]))
+        adversarial_accuracy(predictions, reference_classes=torch.tensor([1, 2, 3]))
 
 
 def test_mean_and_standard_error_over_references():
