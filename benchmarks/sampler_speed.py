@@ -1,0 +1,189 @@
+"""Sampler speed: batched kernels against stock Pyro on a ColorMNIST-sized conv decoder.
+
+Throughput is points × transitions per second for
+  (a) the batched kernel (``inference.BatchedHMC``/``BatchedNUTS`` in ``pyro.infer.MCMC``, as
+      ``inference.sample_posterior`` runs it; one chain per point, the paper's adaptation),
+  (b) stock ``pyro.infer.mcmc.HMC``/``NUTS`` with one chain per point: a few points are timed and
+      the per-point time is extrapolated to N (the table says so),
+  (c) stock Pyro with all N points packed in one plate: one chain, one step size and ONE
+      accept/reject for all N·D latents (the authors' way; not a per-point sampler).
+Times are steady-state seconds per transition (set-up excluded, see ``transition_times``).
+Overhead = median over transitions of (time of the transition) / (calls × fastest bare batched
+value-and-grad call); calls = L + 1 for HMC, lockstep leapfrog steps + 1 for NUTS.
+
+The decoder is PROTOCOL.md §3's (64-d latent -> 3×28×28) with random weights and a Bernoulli
+likelihood on a fixed random x in [0, 1]; built here so that nothing depends on ``pyro_vae``.
+
+    python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20
+    python -m benchmarks.sampler_speed --quick    # N = 50, fewer transitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import MCMC
+from pyro.infer.mcmc import HMC, NUTS
+from torch import nn
+
+from inference import BatchedHMC, BatchedNUTS, PosteriorTarget, StepSizeAdaptation, initial_latents
+
+LATENT_DIM, IMAGE_SHAPE = 64, (3, 28, 28)
+
+
+def conv_decoder(channels: int = 3) -> nn.Module:
+    """PROTOCOL.md §3 decoder: 1×1 -> 5 -> 7 -> 7 -> 14 -> 28, sigmoid mean."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(LATENT_DIM, 128, 3, 1, 0, dilation=2), nn.ReLU(),
+        nn.ConvTranspose2d(128, 96, 3, 1, 0), nn.ReLU(),
+        nn.ConvTranspose2d(96, 64, 3, 1, 1), nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+        nn.ConvTranspose2d(32, channels, 4, 2, 1), nn.Sigmoid(),
+    )
+
+
+class RandomDecoderVAE:
+    """A Pyro model/guide pair with the VAE interface around a random-weight decoder."""
+
+    def __init__(self, device: torch.device, seed: int = 0):
+        torch.manual_seed(seed)
+        self.decoder = conv_decoder().to(device).requires_grad_(False)
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT_DIM), 1.0).to_event(1))
+            probs = self.decoder(z.view(-1, LATENT_DIM, 1, 1)).clamp(1e-5, 1 - 1e-5)
+            pyro.sample("x", dist.Bernoulli(probs=probs, validate_args=False).to_event(3), obs=x)
+
+    def guide(self, x):
+        # A stand-in encoder: a fixed pseudo-random location per image.
+        with pyro.plate("data", x.shape[0], dim=-1):
+            loc = 0.5 * torch.sin(torch.arange(LATENT_DIM, device=x.device) + x[:, :1, 0, 0] * 100)
+            pyro.sample("z", dist.Normal(loc, 0.1).to_event(1))
+
+
+def time_bare_value_and_grad(vae, x, repeats: int) -> float:
+    """Fastest of ``repeats`` bare batched value-and-grad calls (the least disturbed by other
+    processes on a shared CPU, which makes the overhead below conservative)."""
+    target = PosteriorTarget(vae.model, (x,))
+    z = torch.randn(1, x.shape[0], LATENT_DIM, device=x.device)
+    target.value_and_grad(z)  # warm-up (allocator, oneDNN primitives)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target.value_and_grad(z)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def transition_times(kernel, x, z0, num_transitions: int) -> torch.Tensor:
+    """Steady-state seconds of each transition through ``pyro.infer.MCMC``, from the time stamps
+    of ``num_transitions + 1`` transitions (set-up and the first transition excluded, driver
+    overhead included). Shape: (num_transitions,)."""
+    stamps = []
+    mcmc = MCMC(kernel, num_samples=num_transitions + 1, warmup_steps=0, initial_params={"z": z0},
+                disable_progbar=True, hook_fn=lambda *_: stamps.append(time.perf_counter()))
+    mcmc.run(x)
+    return torch.tensor(stamps, dtype=torch.float64).diff()
+
+
+def time_batched(vae, x, sampler: str, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seconds of each timed transition of the batched kernel, and the number of batched
+    value-and-grad calls it is compared with (L + 1 for HMC; lockstep leapfrog steps + 1 for
+    NUTS, where every chain waits for the deepest tree of the transition)."""
+    z0 = initial_latents(vae.guide, (x,), num_chains=1, generator=torch.Generator(x.device).manual_seed(0))
+    options = dict(step_size=args.step_size, adaptation=StepSizeAdaptation("paper", continue_after_warmup=True),
+                   generator=torch.Generator(x.device).manual_seed(0))
+    if sampler == "hmc":
+        kernel = BatchedHMC(vae.model, num_leapfrog_steps=args.num_leapfrog_steps, **options)
+    else:
+        kernel = BatchedNUTS(vae.model, max_tree_depth=args.max_tree_depth, **options)
+    times = transition_times(kernel, x, z0, args.num_transitions)
+    if sampler == "hmc":
+        return times, torch.full_like(times, args.num_leapfrog_steps + 1)
+    depth = kernel.diagnostics()["samples"].tree_depth[1:]  # the timed transitions
+    deepest = depth.amax(dim=(1, 2)).double()
+    return times, 2**deepest
+
+
+def stock_kernel(vae, sampler: str, args):
+    options = dict(step_size=args.step_size, adapt_step_size=False, adapt_mass_matrix=False)
+    if sampler == "nuts":
+        return NUTS(vae.model, max_tree_depth=args.max_tree_depth, **options)
+    return HMC(vae.model, num_steps=args.num_leapfrog_steps, **options)
+
+
+def time_stock(vae, x, sampler: str, args) -> float:
+    """Seconds per transition of one stock Pyro chain on all of x (one plate)."""
+    z0 = initial_latents(vae.guide, (x,), init="mean")[0]
+    return float(transition_times(stock_kernel(vae, sampler, args), x, z0, args.num_transitions).mean())
+
+
+def benchmark(num_points: int, sampler: str, args, device) -> list[tuple]:
+    vae = RandomDecoderVAE(device)
+    x = torch.rand((num_points,) + IMAGE_SHAPE, generator=torch.Generator().manual_seed(1)).to(device)
+    with pyro.validation_enabled(False):
+        times, calls = time_batched(vae, x, sampler, args)
+        bare = time_bare_value_and_grad(vae, x, repeats=max(3, args.num_leapfrog_steps // 4))
+        timed = min(args.timed_points, num_points)
+        per_point = sum(time_stock(vae, x[n : n + 1], sampler, args) for n in range(timed)) / timed
+        packed = time_stock(vae, x, sampler, args)
+    stock_rate = 1.0 / per_point
+    per_transition = float(times.mean())
+    overhead = float((times / (calls * bare)).median())
+    rows = [
+        (num_points, f"batched {sampler}", per_transition, num_points / per_transition,
+         num_points / per_transition / stock_rate, overhead),
+        (num_points, f"stock {sampler}, 1 chain/point (timed {timed}, extrapolated)",
+         per_point * num_points, stock_rate, 1.0, None),
+        (num_points, f"stock {sampler}, all points in 1 plate (shared accept)",
+         packed, num_points / packed, num_points / packed / stock_rate, None),
+    ]
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num-points", type=int, nargs="+", default=[50, 500])
+    parser.add_argument("--num-transitions", type=int, default=3)
+    parser.add_argument("--num-leapfrog-steps", type=int, default=20)
+    parser.add_argument("--step-size", type=float, default=0.05)
+    parser.add_argument("--max-tree-depth", type=int, default=5,
+                        help="NUTS depth cap (kept small: every lockstep level doubles the cost)")
+    parser.add_argument("--samplers", nargs="+", default=["hmc", "nuts"], choices=["hmc", "nuts"])
+    parser.add_argument("--timed-points", type=int, default=3,
+                        help="points timed for stock Pyro one-chain-per-point")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 by default: on a shared CPU, 2 OpenMP threads stall "
+                             "each other and make small batches up to 10x slower")
+    parser.add_argument("--quick", action="store_true", help="N = 50, 2 transitions, L = 5")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.num_points, args.num_transitions, args.num_leapfrog_steps = [50], 2, 5
+        args.max_tree_depth, args.timed_points = 3, 2
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+
+    print(f"device={device} threads={torch.get_num_threads()} L={args.num_leapfrog_steps} "
+          f"T={args.num_transitions} η={args.step_size} NUTS max depth={args.max_tree_depth} "
+          f"load average={os.getloadavg()[0]:.2f}")
+    header = f"{'N':>5}  {'method':<58} {'s/transition':>12} {'points·trans/s':>15} {'vs stock/pt':>11} {'overhead':>8}"
+    print(header)
+    print("-" * len(header))
+    for sampler in args.samplers:
+        for num_points in args.num_points:
+            for n, name, per_transition, rate, speedup, overhead in benchmark(num_points, sampler, args, device):
+                overhead_text = f"{overhead:8.3f}" if overhead is not None else f"{'':>8}"
+                print(f"{n:>5}  {name:<58} {per_transition:12.3f} {rate:15.1f} {speedup:10.1f}x {overhead_text}",
+                      flush=True)
+    print(f"load average at the end={os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
