@@ -18,8 +18,8 @@ from pyro.util import set_rng_seed
 from torch import Tensor
 
 
-def _point_args(model_args: tuple, point: int) -> tuple:
-    return tuple(a[point : point + 1] if torch.is_tensor(a) else a for a in model_args)
+def _row(value, point: int):
+    return value[point : point + 1] if torch.is_tensor(value) else value
 
 
 def run_stock_pyro(model, model_args: tuple, z0: Tensor, config, model_kwargs: dict | None = None):
@@ -55,7 +55,8 @@ def run_stock_pyro(model, model_args: tuple, z0: Tensor, config, model_kwargs: d
                     initial_params={site: z0[chain, point : point + 1]}, disable_progbar=True,
                     hook_fn=lambda k, *_: steps.append(k.step_size),
                 )
-                mcmc.run(*_point_args(model_args, point), **(model_kwargs or {}))
+                mcmc.run(*(_row(a, point) for a in model_args),
+                         **{k: _row(v, point) for k, v in (model_kwargs or {}).items()})
                 draws[chain, :, point] = mcmc.get_samples()[site][:, 0]
                 final_step[chain, point] = kernel.step_size
                 step_trace[chain, :, point] = torch.tensor(steps, dtype=z0.dtype)

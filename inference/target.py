@@ -41,15 +41,15 @@ class PosteriorTarget:
     The model must put its data in a ``pyro.plate`` over dim -1, have exactly one unobserved
     sample site (``latent_site``, value shape (N, D), event dim 1) and only observed sites
     otherwise, each with one log-density term per point. ``num_chains`` copies of the data are
-    evaluated in ONE model call: the tensor model args are tiled ``num_chains`` times along
-    dim 0 once, here, and the latents of shape (C, N, D) are flattened chain-major to (C·N, D).
+    evaluated in ONE model call: the tensor model args and kwargs (all with N rows) are tiled
+    ``num_chains`` times along dim 0 once, here, and the latents of shape (C, N, D) are flattened chain-major to (C·N, D).
 
     The structure is checked once, at construction, by tracing the model (under the caller's
     Pyro validation setting, with the global RNG restored afterwards); the hot-path evaluations
     then run with Pyro validation off, since the sampler probes non-finite regions on purpose.
 
     Shape:
-        - model args: tensors with N rows (dim 0)
+        - model args and kwargs: tensors with N rows (dim 0); other values pass through
         - ``potential(z)``, ``log_joint(z)``: z (C, N, D) -> (C, N)
         - ``value_and_grad(z)``: z (C, N, D) -> ((C, N), (C, N, D))
     """
@@ -71,6 +71,7 @@ class PosteriorTarget:
         self._kwargs = dict(model_kwargs or {})
         self.num_points, self.latent_dim, self.dtype, self.device = self._inspect(model_args)
         self._tiled_args = tuple(_tile(a, num_chains) for a in model_args)
+        self._tiled_kwargs = {k: _tile(v, num_chains) for k, v in self._kwargs.items()}
 
     def _inspect(self, model_args: tuple):
         with torch.random.fork_rng(), poutine.block():
@@ -116,7 +117,7 @@ class PosteriorTarget:
         z_flat = z.reshape(-1, self.latent_dim)
         conditioned = poutine.condition(self.model, data={self.latent_site: z_flat})
         with pyro.validation_enabled(False):
-            trace = poutine.trace(conditioned).get_trace(*self._tiled_args, **self._kwargs)
+            trace = poutine.trace(conditioned).get_trace(*self._tiled_args, **self._tiled_kwargs)
             trace.compute_log_prob(lambda _, site: _is_density_site(site))
         total = sum(site["log_prob"] for site in trace.nodes.values() if _is_density_site(site))
         return total.reshape(self.num_chains, self.num_points)

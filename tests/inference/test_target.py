@@ -89,3 +89,11 @@ def test_initial_latents_sample_and_mean(problem):
     assert not torch.equal(first[0], first[1])
     with pytest.raises(ValueError, match="init"):
         initial_latents(problem.guide, (x,), init="mode")
+
+
+def test_tensor_kwargs_are_tiled_like_args(scaled_problem):
+    x, scale = torch.randn(4, 2), torch.tensor([0.1, 1.0, 2.0, 0.5])
+    z = torch.randn(3, 4, 2)
+    by_position = PosteriorTarget(scaled_problem.model, (x, scale), num_chains=3)
+    by_keyword = PosteriorTarget(scaled_problem.model, (x,), num_chains=3, model_kwargs={"scale": scale})
+    assert torch.allclose(by_keyword.potential(z), by_position.potential(z))
