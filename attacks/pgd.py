@@ -118,7 +118,7 @@ def pgd_attack(objective: Objective, x_ref: Tensor, *, radii: Sequence[float],
         raise ValueError(f"start_noise must have shape {expected}, got {tuple(start_noise.shape)}")
 
     flat_ref = x_ref.repeat_interleave(restarts, dim=0)
-    delta = config.init_scale * start_noise.reshape(flat_ref.shape)
+    delta = config.init_scale * start_noise.reshape(flat_ref.shape).to(flat_ref)
     bound = objective.bind(x_ref, restarts=restarts)
     adversarial, values, successes = [], [], []
     # x_ref was checked above and projection keeps every iterate in [0, 1], so Pyro's per-call
