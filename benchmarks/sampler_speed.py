@@ -7,9 +7,10 @@ Throughput is points × transitions per second for
       the per-point time is extrapolated to N (the table says so),
   (c) stock Pyro with all N points packed in one plate: one chain, one step size and ONE
       accept/reject for all N·D latents (the authors' way; not a per-point sampler).
-Times are steady-state seconds per transition (set-up excluded, see ``transition_times``).
-Overhead = median over transitions of (time of the transition) / (calls × fastest bare batched
-value-and-grad call); calls = L + 1 for HMC, lockstep leapfrog steps + 1 for NUTS.
+Times are steady-state seconds per transition (set-up excluded, see ``transition_stamps``).
+Overhead = (time per transition) / (calls × one bare batched value-and-grad call), calls = L + 1
+for HMC and lockstep leapfrog steps + 1 for NUTS; see ``time_batched`` for the two ways the
+bare call is timed.
 
 The decoder is PROTOCOL.md §3's (64-d latent -> 3×28×28) with random weights and a Bernoulli
 likelihood on a fixed random x in [0, 1]; built here so that nothing depends on ``pyro_vae``.
@@ -67,48 +68,79 @@ class RandomDecoderVAE:
             pyro.sample("z", dist.Normal(loc, 0.1).to_event(1))
 
 
-def time_bare_value_and_grad(vae, x, repeats: int) -> float:
-    """Fastest of ``repeats`` bare batched value-and-grad calls (the least disturbed by other
-    processes on a shared CPU, which makes the overhead below conservative)."""
-    target = PosteriorTarget(vae.model, (x,))
-    z = torch.randn(1, x.shape[0], LATENT_DIM, device=x.device)
-    target.value_and_grad(z)  # warm-up (allocator, oneDNN primitives)
-    times = []
-    for _ in range(repeats):
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TimedValueAndGrad:
+    """A target's bare batched value-and-grad, with the wall time of every call recorded."""
+
+    def __init__(self, target: PosteriorTarget):
+        self.target = target
+        self.calls: list[tuple[float, float]] = []
+
+    def __call__(self, z):
         start = time.perf_counter()
-        target.value_and_grad(z)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        result = self.target.value_and_grad(z)
+        synchronize(z.device)
+        self.calls.append((start, time.perf_counter()))
+        return result
+
+    def mean_duration(self, begin: float, end: float) -> float:
+        inside = [b - a for a, b in self.calls if begin <= a and b <= end]
+        return sum(inside) / len(inside)
+
+    def fastest(self, z, repeats: int) -> float:
+        """Fastest of ``repeats`` calls on their own, outside any sampler."""
+        for _ in range(repeats):
+            self(z)
+        return min(b - a for a, b in self.calls[-repeats:])
 
 
-def transition_times(kernel, x, z0, num_transitions: int) -> torch.Tensor:
-    """Steady-state seconds of each transition through ``pyro.infer.MCMC``, from the time stamps
-    of ``num_transitions + 1`` transitions (set-up and the first transition excluded, driver
-    overhead included). Shape: (num_transitions,)."""
+def transition_stamps(kernel, z0, num_transitions: int, *model_args) -> torch.Tensor:
+    """End times of ``num_transitions + 1`` transitions through ``pyro.infer.MCMC``; their
+    differences are steady-state transition times (set-up and the first transition excluded,
+    driver overhead included). Shape: (num_transitions + 1,)."""
     stamps = []
+
+    def stamp(*_):
+        synchronize(z0.device)
+        stamps.append(time.perf_counter())
+
     mcmc = MCMC(kernel, num_samples=num_transitions + 1, warmup_steps=0, initial_params={"z": z0},
-                disable_progbar=True, hook_fn=lambda *_: stamps.append(time.perf_counter()))
-    mcmc.run(x)
-    return torch.tensor(stamps, dtype=torch.float64).diff()
+                disable_progbar=True, hook_fn=stamp)
+    mcmc.run(*model_args)
+    return torch.tensor(stamps, dtype=torch.float64)
 
 
-def time_batched(vae, x, sampler: str, args) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seconds of each timed transition of the batched kernel, and the number of batched
-    value-and-grad calls it is compared with (L + 1 for HMC; lockstep leapfrog steps + 1 for
-    NUTS, where every chain waits for the deepest tree of the transition)."""
+def time_batched(vae, x, sampler: str, args) -> tuple[float, float, float]:
+    """Batched kernel: mean seconds per transition and two overheads, both the median over
+    transitions of time / (calls × one value-and-grad), calls = L + 1 for HMC and lockstep
+    leapfrog steps + 1 for NUTS (every chain waits for the transition's deepest tree). The
+    first overhead takes the mean duration of the calls made inside that same transition (same
+    CPU load on both sides); the second the fastest of a few calls on their own (conservative
+    on a loaded CPU)."""
+    target = TimedValueAndGrad(PosteriorTarget(vae.model, (x,)))
     z0 = initial_latents(vae.guide, (x,), num_chains=1, generator=torch.Generator(x.device).manual_seed(0))
     options = dict(step_size=args.step_size, adaptation=StepSizeAdaptation("paper", continue_after_warmup=True),
                    generator=torch.Generator(x.device).manual_seed(0))
     if sampler == "hmc":
-        kernel = BatchedHMC(vae.model, num_leapfrog_steps=args.num_leapfrog_steps, **options)
+        kernel = BatchedHMC(potential_fn=target, num_leapfrog_steps=args.num_leapfrog_steps, **options)
     else:
-        kernel = BatchedNUTS(vae.model, max_tree_depth=args.max_tree_depth, **options)
-    times = transition_times(kernel, x, z0, args.num_transitions)
+        kernel = BatchedNUTS(potential_fn=target, max_tree_depth=args.max_tree_depth, **options)
+    stamps = transition_stamps(kernel, z0, args.num_transitions)
+    times = stamps.diff()
     if sampler == "hmc":
-        return times, torch.full_like(times, args.num_leapfrog_steps + 1)
-    depth = kernel.diagnostics()["samples"].tree_depth[1:]  # the timed transitions
-    deepest = depth.amax(dim=(1, 2)).double()
-    return times, 2**deepest
+        calls = torch.full_like(times, args.num_leapfrog_steps + 1)
+    else:
+        depth = kernel.diagnostics()["samples"].tree_depth[1:]  # the timed transitions
+        calls = 2 ** depth.amax(dim=(1, 2)).double()
+    in_run = torch.tensor([target.mean_duration(a, b) for a, b in zip(stamps[:-1].tolist(), stamps[1:].tolist())],
+                          dtype=torch.float64)
+    fastest = target.fastest(z0, repeats=max(3, args.num_leapfrog_steps // 4))
+    return (float(times.mean()), float((times / (calls * in_run)).median()),
+            float((times / (calls * fastest)).median()))
 
 
 def stock_kernel(vae, sampler: str, args):
@@ -121,28 +153,25 @@ def stock_kernel(vae, sampler: str, args):
 def time_stock(vae, x, sampler: str, args) -> float:
     """Seconds per transition of one stock Pyro chain on all of x (one plate)."""
     z0 = initial_latents(vae.guide, (x,), init="mean")[0]
-    return float(transition_times(stock_kernel(vae, sampler, args), x, z0, args.num_transitions).mean())
+    return float(transition_stamps(stock_kernel(vae, sampler, args), z0, args.num_transitions, x).diff().mean())
 
 
 def benchmark(num_points: int, sampler: str, args, device) -> list[tuple]:
     vae = RandomDecoderVAE(device)
     x = torch.rand((num_points,) + IMAGE_SHAPE, generator=torch.Generator().manual_seed(1)).to(device)
     with pyro.validation_enabled(False):
-        times, calls = time_batched(vae, x, sampler, args)
-        bare = time_bare_value_and_grad(vae, x, repeats=max(3, args.num_leapfrog_steps // 4))
+        per_transition, overhead, overhead_vs_fastest = time_batched(vae, x, sampler, args)
         timed = min(args.timed_points, num_points)
         per_point = sum(time_stock(vae, x[n : n + 1], sampler, args) for n in range(timed)) / timed
         packed = time_stock(vae, x, sampler, args)
     stock_rate = 1.0 / per_point
-    per_transition = float(times.mean())
-    overhead = float((times / (calls * bare)).median())
     rows = [
         (num_points, f"batched {sampler}", per_transition, num_points / per_transition,
-         num_points / per_transition / stock_rate, overhead),
+         num_points / per_transition / stock_rate, overhead, overhead_vs_fastest),
         (num_points, f"stock {sampler}, 1 chain/point (timed {timed}, extrapolated)",
-         per_point * num_points, stock_rate, 1.0, None),
+         per_point * num_points, stock_rate, 1.0, None, None),
         (num_points, f"stock {sampler}, all points in 1 plate (shared accept)",
-         packed, num_points / packed, num_points / packed / stock_rate, None),
+         packed, num_points / packed, num_points / packed / stock_rate, None, None),
     ]
     return rows
 
@@ -173,14 +202,17 @@ def main(argv=None):
     print(f"device={device} threads={torch.get_num_threads()} L={args.num_leapfrog_steps} "
           f"T={args.num_transitions} η={args.step_size} NUTS max depth={args.max_tree_depth} "
           f"load average={os.getloadavg()[0]:.2f}")
-    header = f"{'N':>5}  {'method':<58} {'s/transition':>12} {'points·trans/s':>15} {'vs stock/pt':>11} {'overhead':>8}"
+    header = (f"{'N':>5}  {'method':<58} {'s/transition':>12} {'points·trans/s':>15} {'vs stock/pt':>11} "
+              f"{'overhead':>8} {'vs fastest':>10}")
     print(header)
     print("-" * len(header))
     for sampler in args.samplers:
         for num_points in args.num_points:
-            for n, name, per_transition, rate, speedup, overhead in benchmark(num_points, sampler, args, device):
-                overhead_text = f"{overhead:8.3f}" if overhead is not None else f"{'':>8}"
-                print(f"{n:>5}  {name:<58} {per_transition:12.3f} {rate:15.1f} {speedup:10.1f}x {overhead_text}",
+            for n, name, per_transition, rate, speedup, overhead, vs_fastest in benchmark(
+                num_points, sampler, args, device
+            ):
+                overheads = f"{overhead:8.3f} {vs_fastest:10.3f}" if overhead is not None else ""
+                print(f"{n:>5}  {name:<58} {per_transition:12.3f} {rate:15.1f} {speedup:10.1f}x {overheads}",
                       flush=True)
     print(f"load average at the end={os.getloadavg()[0]:.2f}")
 

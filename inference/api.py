@@ -159,6 +159,13 @@ def sample_posterior(
         init: z₀ ~ q(z|x) (``"sample"``, the paper) or its mean.
         seed: seeds a ``torch.Generator`` on the data's device that drives every random draw
             (initial latents, momenta, uniforms); None draws a fresh seed (recorded in config).
+        progress_bar: Pyro's progress bar, refreshed with step size / acceptance / divergences
+            every 50 transitions (each refresh reads device values).
+
+    Points never influence each other: a point whose potential or gradient is not finite is
+    rejected at every affected transition and flagged divergent; non-finite encoder outputs
+    are replaced by 0 before sampling. (With Pyro validation on, the model's and guide's own
+    checks reject non-finite data up front.)
 
     Shape:
         tensor ``model_args`` have N rows; returns z (C, S, N, D) etc., see PosteriorSamples.
