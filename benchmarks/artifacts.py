@@ -1,0 +1,80 @@
+"""The run directory: resumable stages whose outputs are written atomically.
+
+A stage's output is a file; if the file exists the stage is done and is loaded instead of
+recomputed (``--fresh`` recomputes everything). Files appear only complete (temporary file, then
+``os.replace``), so an interrupted run never leaves a truncated artifact behind, and a rerun picks
+up at the first unfinished stage. Tensors are saved with ``torch.save`` and read back with
+``weights_only=True``: plain data, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from pyro_vae.checkpoint import atomic_torch_save
+
+T = TypeVar("T")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDirectory:
+    """One run's folder; ``stage(name, compute)`` returns the cached or freshly computed result.
+
+    ``computed`` lists the stages this process computed (rather than loaded), which the resume
+    test and the log use.
+    """
+
+    def __init__(self, root: Path, *, fresh: bool = False) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.fresh = fresh
+        self.computed: list[str] = []
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def stage(self, name: str, compute: Callable[[], T]) -> T:
+        """Load ``<root>/<name>`` (``.pt`` or ``.json``) if present, else compute and save it."""
+        path = self.path(name)
+        if path.exists() and not self.fresh:
+            return _load(path)
+        result = compute()
+        _save(path, result)
+        self.computed.append(name)
+        # Hand back what a rerun would load (JSON has lists, not tuples), so both paths agree.
+        return _load(path) if path.suffix == ".json" else result
+
+    def write_text(self, name: str, text: str) -> Path:
+        atomic_write_text(self.path(name), text)
+        return self.path(name)
+
+
+def _load(path: Path):
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _save(path: Path, value) -> None:
+    if path.suffix == ".json":
+        atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True))
+    else:
+        atomic_torch_save(value, path)

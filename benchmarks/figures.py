@@ -1,0 +1,78 @@
+"""The report's figures as PNG: Figure 3 (examples), Figure 2 (posterior ratio), Figure 6 (time)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROW_TITLES = {"x_r": "$x_r$", "recon_x_r": r"$\tilde{x}_r$", "x_a": "$x_a$",
+              "recon_x_a": r"$\tilde{x}_a$", "recon_x_a_defended": r"$\tilde{x}_a$ + MCMC"}
+
+
+def _save(figure, path: Path) -> Path:
+    """Atomic PNG write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(handle)
+    try:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def example_grid(rows: dict, radius: float, path: Path) -> Path:
+    """Rows x_r, x̃_r, x_a, x̃_a, x̃_a after the defence; columns are references."""
+    count = len(next(iter(rows.values())))
+    figure, axes = plt.subplots(len(rows), count, figsize=(1.2 * count, 1.3 * len(rows)),
+                                squeeze=False)
+    for i, (name, images) in enumerate(rows.items()):
+        for j in range(count):
+            image = images[j].permute(1, 2, 0).clamp(0, 1).numpy()
+            axes[i, j].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image,
+                              cmap="gray", vmin=0, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(ROW_TITLES.get(name, name), rotation=0, ha="right", va="center")
+    figure.suptitle(f"Unsupervised SKL attack, radius {radius:g}")
+    return _save(figure, path)
+
+
+def posterior_ratio_histogram(ratio: dict, path: Path) -> Path:
+    """Two histograms of eq. 11 with the KS p-value in the title (paper Figure 2)."""
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    without, with_mcmc = np.asarray(ratio["without_defence"]), np.asarray(ratio["with_defence"])
+    bins = np.histogram_bin_edges(np.concatenate([without, with_mcmc]), bins=30)
+    axis.hist(without, bins=bins, alpha=0.6, label="$z_2 = z_a$ (no defence)")
+    axis.hist(with_mcmc, bins=bins, alpha=0.6, label="$z_2 = z_a$ after MCMC")
+    axis.set_xlabel(r"$\log p(z_r | x_r) - \log p(z_2 | x_r)$")
+    axis.set_ylabel("attacks")
+    axis.legend(fontsize=8)
+    axis.set_title(f"radius {ratio['radius']:g}; KS p = {ratio['ks_pvalue']:.3g}", fontsize=9)
+    return _save(figure, path)
+
+
+def robustness_over_time(curve: dict, path: Path) -> Path:
+    """MS-SSIM against seconds per point (paper Figure 6), labelled with T."""
+    points = curve["curve"]
+    seconds = [p["seconds_per_point"] for p in points]
+    scores = [p["ms_ssim"] for p in points]
+    errors = [p["standard_error"] for p in points]
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.errorbar(seconds, scores, yerr=errors, marker="o", capsize=3)
+    for p in points:
+        axis.annotate(f"T={p['transitions']}", (p["seconds_per_point"], p["ms_ssim"]),
+                      textcoords="offset points", xytext=(4, -10), fontsize=8)
+    axis.set_xlabel("seconds per point")
+    axis.set_ylabel("MS-SSIM$[\\tilde{x}_r, \\tilde{x}_a]$")
+    axis.set_title(f"Robustness versus time, radius {curve['radius']:g}", fontsize=9)
+    return _save(figure, path)

@@ -1,0 +1,98 @@
+"""Experiment profiles: ``paper`` (PROTOCOL.md in full, for a GPU), ``quick`` (the default: a
+2-core CPU finishes ColorMNIST in under 20 minutes and still shows the effect) and ``smoke``
+(about a minute, for tests). Every field can be overridden from the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+# PROTOCOL.md §7, Table 8: (HMC steps T, initial step size η₀) per dataset; L = 20 everywhere.
+PAPER_SAMPLER = {"mnist": (500, 0.1), "fashionmnist": (1000, 0.05), "colormnist": (1000, 0.05)}
+PAPER_MODELS = (("vae", 1.0), ("beta_vae", 2.0), ("beta_vae", 5.0), ("beta_vae", 10.0),
+                ("beta_tcvae", 2.0), ("beta_tcvae", 5.0), ("beta_tcvae", 10.0))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a run needs besides dataset, sampler and device.
+
+    ``num_transitions`` is the paper's T: the chain runs ``num_transitions`` HMC transitions,
+    the first ``warmup_fraction`` of them adapting the step size (kept apart in the chains'
+    ``warmup`` statistics); the defended latent is each chain's final state.
+    """
+
+    name: str
+    epochs: int
+    max_train_points: int | None  # None: the whole training split
+    all_colours: bool  # ColorMNIST: every image in all 7 colours (420k) or one colour each
+    models: tuple[tuple[str, float], ...]
+    references: int  # stratified test references (5 per class in the paper → 50)
+    restarts: int
+    radii: tuple[float, ...]
+    attack_steps: int
+    num_transitions: int | None  # None: Table 8 of the paper for the dataset
+    step_size: float | None  # None: Table 8
+    num_leapfrog_steps: int
+    num_chains: int
+    warmup_fraction: float
+    timing_transitions: tuple[int, ...]  # robustness-versus-time curve (Figure 6)
+    eval_points: int | None  # test (and validation) points for ELBO / NLL / MSE; None = all
+    nll_samples: int
+    fid_points: int
+    feature_epochs: int  # epochs of the CNN whose features replace Inception's for the FID
+
+    def sampler_settings(self, dataset: str) -> tuple[int, float]:
+        """(T, η₀) for ``dataset``, with the profile's overrides applied."""
+        paper_steps, paper_step_size = PAPER_SAMPLER[dataset]
+        return (self.num_transitions or paper_steps, self.step_size or paper_step_size)
+
+    def cuts(self, dataset: str) -> list[str]:
+        """What this profile changes relative to the paper's protocol, in words."""
+        paper = PROFILES["paper"]
+        ignored = {"name"} | ({"all_colours"} if dataset != "colormnist" else set())
+        notes = []
+        for field in fields(self):
+            mine, theirs = getattr(self, field.name), getattr(paper, field.name)
+            if field.name not in ignored and mine != theirs:
+                notes.append(f"{field.name} = {_show(mine, field.name)} "
+                             f"(paper: {_show(theirs, field.name)})")
+        return notes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _show(value, field_name: str) -> str:
+    if value is None:
+        return "Table 8" if field_name in ("num_transitions", "step_size") else "all"
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return ", ".join(f"{kind} β={beta:g}" for kind, beta in value)
+    return str(value)
+
+
+PROFILES = {
+    "paper": Profile(
+        name="paper", epochs=300, max_train_points=None, all_colours=True, models=PAPER_MODELS,
+        references=50, restarts=10, radii=(0.1, 0.2), attack_steps=50, num_transitions=None,
+        step_size=None, num_leapfrog_steps=20, num_chains=2, warmup_fraction=0.5,
+        timing_transitions=(0, 100, 500, 1000), eval_points=None, nll_samples=1000,
+        fid_points=10000, feature_epochs=10),
+    "quick": Profile(
+        name="quick", epochs=4, max_train_points=None, all_colours=False,
+        models=(("vae", 1.0),), references=20, restarts=5, radii=(0.1, 0.2), attack_steps=50,
+        num_transitions=100, step_size=None, num_leapfrog_steps=20, num_chains=2,
+        warmup_fraction=0.5, timing_transitions=(0, 10, 50, 100), eval_points=1000,
+        nll_samples=100, fid_points=2000, feature_epochs=1),
+    "smoke": Profile(
+        name="smoke", epochs=1, max_train_points=2000, all_colours=False,
+        models=(("vae", 1.0), ("beta_vae", 5.0)), references=10, restarts=2, radii=(0.1, 0.2),
+        attack_steps=5, num_transitions=10, step_size=None, num_leapfrog_steps=5, num_chains=2,
+        warmup_fraction=0.5, timing_transitions=(0, 2, 6), eval_points=128, nll_samples=10,
+        fid_points=128, feature_epochs=1),
+}
+
+
+def with_overrides(profile: Profile, **overrides) -> Profile:
+    """``profile`` with the non-None overrides applied (the command line's knobs)."""
+    return replace(profile, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,78 @@
+"""The documented layout of ``results.json`` as a JSON Schema (draft 2020-12).
+
+Pairs ``[mean, standard_error]`` are written as two-element arrays; the standard error is over
+references (NaN when there is only one). Radii are keys formatted with ``:g`` ("0.1"); accuracy
+also has the key "0" (clean inputs against true labels).
+"""
+
+_PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+_PLAIN_DEFENDED = {"type": "object", "required": ["plain", "defended"],
+                   "properties": {"plain": _PAIR, "defended": _PAIR}}
+_NUMBER_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
+
+_DIAGNOSTICS = {
+    "type": "object",
+    "required": ["max_rhat", "min_ess_bulk", "min_ess_tail", "mean_accept_prob", "num_divergent"],
+    "properties": {"num_divergent": {"type": "integer", "minimum": 0}},
+}
+
+_MODEL = {
+    "type": "object",
+    "required": ["kind", "beta", "training", "quality", "classifier_test_accuracy",
+                 "robustness", "defence"],
+    "properties": {
+        "kind": {"enum": ["vae", "beta_vae", "beta_tcvae"]},
+        "beta": {"type": "number", "exclusiveMinimum": 0},
+        "training": {"type": "object", "required": ["train_seconds", "validation_loss"]},
+        "quality": {"type": "object",
+                    "required": ["elbo", "nll", "mse", "fd_cnn", "num_points",
+                                 "num_importance_samples"]},
+        "classifier_test_accuracy": _NUMBER_MAP,
+        "robustness": {
+            "type": "object",
+            "required": ["ms_ssim", "accuracy", "mse_references"],
+            "properties": {
+                "ms_ssim": {"type": "object", "additionalProperties": _PLAIN_DEFENDED},
+                "accuracy": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["0"],
+                    "additionalProperties": _PLAIN_DEFENDED}},
+                "mse_references": _PLAIN_DEFENDED,
+            },
+        },
+        "defence": {
+            "type": "object",
+            "required": ["diagnostics", "seconds_per_point", "num_transitions", "num_warmup",
+                         "step_size", "sampler_config"],
+            "properties": {"diagnostics": {"type": "object",
+                                           "additionalProperties": _DIAGNOSTICS}},
+        },
+        "posterior_ratio": {"type": "object",
+                            "required": ["radius", "without_defence", "with_defence",
+                                         "ks_statistic", "ks_pvalue"]},
+        "robustness_over_time": {"type": "object", "required": ["radius", "curve"]},
+    },
+}
+
+RESULTS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["schema_version", "dataset", "sampler", "seed", "profile", "tasks",
+                 "environment", "protocol_notes", "models", "references", "wall_seconds",
+                 "wall_seconds_total", "stages_computed", "feature_network_accuracy"],
+    "properties": {
+        "schema_version": {"const": 1},
+        "dataset": {"enum": ["mnist", "fashionmnist", "colormnist"]},
+        "sampler": {"enum": ["hmc", "nuts", "map"]},
+        "seed": {"type": "integer"},
+        "profile": {"type": "object", "required": ["name", "radii", "models", "references",
+                                                   "restarts", "num_chains"]},
+        "tasks": {"type": "array", "items": {"enum": ["class", "digit", "colour"]}},
+        "environment": {"type": "object", "required": ["device", "packages", "python"]},
+        "protocol_notes": {"type": "array", "items": {"type": "string"}},
+        "models": {"type": "object", "minProperties": 1, "additionalProperties": _MODEL},
+        "references": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "wall_seconds": _NUMBER_MAP,
+        "wall_seconds_total": {"type": "number", "minimum": 0},
+        "stages_computed": {"type": "array", "items": {"type": "string"}},
+    },
+}

@@ -1,0 +1,25 @@
+import pytest
+
+from benchmarks.profiles import PAPER_SAMPLER, PROFILES, with_overrides
+
+
+def test_paper_profile_is_the_protocol():
+    paper = PROFILES["paper"]
+    assert paper.references == 50 and paper.restarts == 10 and paper.radii == (0.1, 0.2)
+    assert paper.num_leapfrog_steps == 20 and paper.attack_steps == 50 and paper.epochs == 300
+    assert len(paper.models) == 7 and paper.cuts("colormnist") == []
+    assert paper.sampler_settings("colormnist") == PAPER_SAMPLER["colormnist"] == (1000, 0.05)
+
+
+def test_quick_profile_reports_what_it_cuts():
+    cuts = PROFILES["quick"].cuts("colormnist")
+    assert any(c.startswith("epochs = 4") for c in cuts)
+    assert any(c.startswith("all_colours = False") for c in cuts)
+    assert not any("all_colours" in c for c in PROFILES["quick"].cuts("mnist"))
+
+
+def test_overrides_replace_only_given_knobs():
+    profile = with_overrides(PROFILES["quick"], epochs=2, radii=None)
+    assert profile.epochs == 2 and profile.radii == PROFILES["quick"].radii
+    with pytest.raises(TypeError):
+        with_overrides(PROFILES["quick"], not_a_knob=1)

@@ -1,0 +1,98 @@
+"""The runner end to end on the smoke profile, its resume logic, its outputs and its errors."""
+
+import json
+
+import jsonschema
+import pytest
+
+from benchmarks import run as runner
+from benchmarks.experiment import Experiment
+from benchmarks.schema import RESULTS_SCHEMA
+
+
+def smoke_arguments(root, out, *extra):
+    return ["--dataset", "mnist", "--profile", "smoke", "--data-root", str(root), "--out",
+            str(out), "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, mnist_root):
+    out = tmp_path_factory.mktemp("smoke")
+    results = runner.main(smoke_arguments(mnist_root, out))
+    return mnist_root, out, results
+
+
+@pytest.mark.slow
+def test_smoke_results_follow_the_schema(smoke_run):
+    _, out, _ = smoke_run
+    results = json.loads((out / "results.json").read_text())
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    assert set(results["models"]) == {"vae_beta1", "beta_vae_beta5"}
+    assert results["environment"]["packages"]["pyro-ppl"]
+
+
+@pytest.mark.slow
+def test_smoke_writes_report_figures_and_chains(smoke_run):
+    _, out, _ = smoke_run
+    report = (out / "report.md").read_text()
+    assert "## Table 2" in report and "VAE + HMC (ours)" in report and "(paper)" in report
+    for name in ("examples.png", "posterior_ratio.png", "robustness_vs_time.png",
+                 "chains/vae_beta1.nc", "chains/beta_vae_beta5.nc"):
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 1000, name
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_finished_stage(smoke_run):
+    root, out, first = smoke_run
+    assert "models/vae_beta1.pt" in first["stages_computed"]
+    again = runner.main(smoke_arguments(root, out))
+    assert again["stages_computed"] == []
+    assert again["models"]["vae_beta1"]["robustness"] == first["models"]["vae_beta1"]["robustness"]
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_after_last_finished_stage(smoke_run, tmp_path, monkeypatch):
+    root, _, _ = smoke_run
+    out = tmp_path / "interrupted"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Experiment, "defend", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            runner.main(smoke_arguments(root, out, "--models", "vae"))
+    finished = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"models/vae_beta1.pt", "attacks/vae_beta1.pt"} <= finished
+    assert not any(name.endswith(".tmp") for name in finished)
+    resumed = runner.main(smoke_arguments(root, out, "--models", "vae"))
+    assert "models/vae_beta1.pt" not in resumed["stages_computed"]
+    assert "attacks/vae_beta1.pt" not in resumed["stages_computed"]
+    assert "chains/vae_beta1.pt" in resumed["stages_computed"]
+
+
+@pytest.mark.parametrize("argument, choices", [
+    (["--dataset", "cifar"], "'mnist', 'fashionmnist', 'colormnist'"),
+    (["--dataset", "mnist", "--profile", "huge"], "'paper', 'quick', 'smoke'"),
+    (["--dataset", "mnist", "--sampler", "gibbs"], "'hmc', 'nuts', 'map'"),
+    (["--dataset", "mnist", "--chains", "1"], "at least 2"),
+    (["--dataset", "mnist", "--radii", "0.1,2"], "radii must lie in"),
+])
+def test_bad_arguments_exit_with_the_choices(argument, choices, capsys):
+    with pytest.raises(SystemExit):
+        runner.parse_arguments(argument)
+    assert choices in capsys.readouterr().err
+
+
+def test_missing_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        runner.resolve_device("cuda")
+
+
+def test_missing_data_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr("pyro_vae.data._download", lambda *a: (_ for _ in ()).throw(OSError()))
+    with pytest.raises(SystemExit, match="PYRO_VAE_DATA"):
+        runner.main(smoke_arguments(tmp_path / "empty", tmp_path / "out"))
