@@ -12,8 +12,8 @@ Overhead = (time per transition) / (calls × one bare batched value-and-grad cal
 for HMC and lockstep leapfrog steps + 1 for NUTS; see ``time_batched`` for the two ways the
 bare call is timed.
 
-The decoder is PROTOCOL.md §3's (64-d latent -> 3×28×28) with random weights and a Bernoulli
-likelihood on a fixed random x in [0, 1]; built here so that nothing depends on ``pyro_vae``.
+The model is the ColorMNIST ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> 3×28×28) with
+random weights and a fixed random x in [0, 1]: the cost per point does not depend on the weights.
 
     python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20
     python -m benchmarks.sampler_speed --quick    # N = 50, fewer transitions
@@ -26,46 +26,20 @@ import os
 import time
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC
 from pyro.infer.mcmc import HMC, NUTS
-from torch import nn
 
 from inference import BatchedHMC, BatchedNUTS, PosteriorTarget, StepSizeAdaptation, initial_latents
+from pyro_vae import ConvVAE, VAEConfig
 
-LATENT_DIM, IMAGE_SHAPE = 64, (3, 28, 28)
-
-
-def conv_decoder(channels: int = 3) -> nn.Module:
-    """PROTOCOL.md §3 decoder: 1×1 -> 5 -> 7 -> 7 -> 14 -> 28, sigmoid mean."""
-    return nn.Sequential(
-        nn.ConvTranspose2d(LATENT_DIM, 128, 3, 1, 0, dilation=2), nn.ReLU(),
-        nn.ConvTranspose2d(128, 96, 3, 1, 0), nn.ReLU(),
-        nn.ConvTranspose2d(96, 64, 3, 1, 1), nn.ReLU(),
-        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-        nn.ConvTranspose2d(32, channels, 4, 2, 1), nn.Sigmoid(),
-    )
+IMAGE_SHAPE = (3, 28, 28)
 
 
-class RandomDecoderVAE:
-    """A Pyro model/guide pair with the VAE interface around a random-weight decoder."""
-
-    def __init__(self, device: torch.device, seed: int = 0):
-        torch.manual_seed(seed)
-        self.decoder = conv_decoder().to(device).requires_grad_(False)
-
-    def model(self, x):
-        with pyro.plate("data", x.shape[0], dim=-1):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT_DIM), 1.0).to_event(1))
-            probs = self.decoder(z.view(-1, LATENT_DIM, 1, 1)).clamp(1e-5, 1 - 1e-5)
-            pyro.sample("x", dist.Bernoulli(probs=probs, validate_args=False).to_event(3), obs=x)
-
-    def guide(self, x):
-        # A stand-in encoder: a fixed pseudo-random location per image.
-        with pyro.plate("data", x.shape[0], dim=-1):
-            loc = 0.5 * torch.sin(torch.arange(LATENT_DIM, device=x.device) + x[:, :1, 0, 0] * 100)
-            pyro.sample("z", dist.Normal(loc, 0.1).to_event(1))
+def random_colour_vae(device: torch.device, seed: int = 0) -> ConvVAE:
+    """The ColorMNIST VAE of PROTOCOL.md §3 with random weights: timing needs its shapes only."""
+    torch.manual_seed(seed)
+    return ConvVAE(VAEConfig(num_channels=3)).to(device).eval().requires_grad_(False)
 
 
 def synchronize(device: torch.device):
@@ -157,7 +131,7 @@ def time_stock(vae, x, sampler: str, args) -> float:
 
 
 def benchmark(num_points: int, sampler: str, args, device) -> list[tuple]:
-    vae = RandomDecoderVAE(device)
+    vae = random_colour_vae(device)
     x = torch.rand((num_points,) + IMAGE_SHAPE, generator=torch.Generator().manual_seed(1)).to(device)
     with pyro.validation_enabled(False):
         per_transition, overhead, overhead_vs_fastest = time_batched(vae, x, sampler, args)
