@@ -1,10 +1,12 @@
 """Training objectives built on Pyro's ELBO.
 
-* VAE / β-VAE: ``pyro.infer.Trace_ELBO`` with ``kl_scale=β`` passed to model and guide
-  (see ``vae.py``: ``poutine.scale`` on the latent site).
+* VAE / β-VAE: ``pyro.infer.TraceMeanField_ELBO`` with ``kl_scale=β`` passed to model and guide
+  (see ``vae.py``: ``poutine.scale`` on the latent site). TraceMeanField_ELBO is Trace_ELBO with
+  the KL of the Gaussian latent in closed form (scaled by the site's scale), which removes the
+  Monte Carlo noise of the KL term from the gradients.
 * β-TCVAE (Chen et al. 2018): the KL splits into index-code mutual information, total correlation
   TC = KL(q(z) ‖ Π_d q(z_d)) and dimension-wise KL; only TC gets the weight β, so the loss is
-  −ELBO + (β − 1)·TC. ``TotalCorrelationELBO`` adds that penalty to ``Trace_ELBO`` per particle,
+  −ELBO + (β − 1)·TC. ``TotalCorrelationELBO`` adds that penalty to ``TraceMeanField_ELBO`` per particle,
   reading z and q(z|x) from the guide trace, so it trains through ``pyro.infer.SVI`` unchanged.
 
 Minibatch-weighted sampling (MWS, Chen et al. 2018, eq. S6). For a minibatch x_1..x_M drawn from a
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.infer import Trace_ELBO
+from pyro.infer import TraceMeanField_ELBO
 from pyro.infer.util import torch_item
 
 from .vae import LATENT_SITE
@@ -49,8 +51,8 @@ def total_correlation_mws(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tenso
     return log_q_joint - log_q_marginals
 
 
-class TotalCorrelationELBO(Trace_ELBO):
-    """``Trace_ELBO`` plus (β − 1)·TC for the β-TCVAE: loss = −ELBO + tc_weight·Σ_i TC(z_i).
+class TotalCorrelationELBO(TraceMeanField_ELBO):
+    """``TraceMeanField_ELBO`` plus (β − 1)·TC for the β-TCVAE: loss = −ELBO + tc_weight·Σ_i TC(z_i).
 
     Both the reported loss and the surrogate that is differentiated carry the penalty; TC is summed
     over the minibatch because Pyro's ELBO is a sum over the data plate too.
@@ -83,8 +85,8 @@ class TotalCorrelationELBO(Trace_ELBO):
         return total
 
 
-def make_elbo(config, *, dataset_size: int) -> Trace_ELBO:
+def make_elbo(config, *, dataset_size: int) -> TraceMeanField_ELBO:
     """The Pyro ELBO that trains a model of this ``VAEConfig`` (KL scale goes to model/guide)."""
     if config.tc_weight:
         return TotalCorrelationELBO(dataset_size=dataset_size, tc_weight=config.tc_weight)
-    return Trace_ELBO()
+    return TraceMeanField_ELBO()

@@ -4,7 +4,7 @@ import math
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, TraceMeanField_ELBO
 
 from pyro_vae import ConvVAE, TotalCorrelationELBO, VAEConfig, make_elbo, total_correlation_mws
 
@@ -51,7 +51,7 @@ def test_tc_is_larger_for_correlated_codes():
     assert tcs[0] > tcs[1] + 1.0
 
 
-def test_tc_elbo_adds_weighted_penalty_to_trace_elbo():
+def test_tc_elbo_adds_weighted_penalty_to_mean_field_elbo():
     torch.manual_seed(0)
     vae = ConvVAE(VAEConfig(kind="beta_tcvae", beta=5.0))
     x = torch.rand(6, 1, 28, 28)
@@ -60,7 +60,7 @@ def test_tc_elbo_adds_weighted_penalty_to_trace_elbo():
     pyro.set_rng_seed(3)
     with_tc = elbo.loss(vae.model, vae.guide, x)
     pyro.set_rng_seed(3)
-    plain = Trace_ELBO().loss(vae.model, vae.guide, x)
+    plain = TraceMeanField_ELBO().loss(vae.model, vae.guide, x)
     pyro.set_rng_seed(3)
     loc, scale = vae.encode(x)
     z = torch.distributions.Normal(loc, scale).rsample()

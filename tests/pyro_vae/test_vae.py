@@ -4,7 +4,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
-from pyro_vae import LATENT_SITE, ConvVAE, VAEConfig, log_joint
+from pyro_vae import LATENT_SITE, ConvVAE, VAEConfig, log_joint, make_elbo
 
 
 @pytest.fixture(params=[1, 3], ids=["grey", "colour"])
@@ -52,6 +52,23 @@ def test_beta_scales_exactly_the_kl_part():
     log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum()
     kl_sample = (log_q - log_prior).item()
     assert losses[5.0] - losses[1.0] == pytest.approx(4.0 * kl_sample, rel=1e-4)
+
+
+def test_beta_scales_the_closed_form_kl_of_the_training_elbo():
+    torch.manual_seed(1)
+    vae = ConvVAE(VAEConfig(kind="beta_vae", beta=5.0))
+    torch.nn.init.constant_(vae.encoder.loc_head.bias, 1.5)  # a KL far from zero
+    x = torch.rand(4, 1, 28, 28)
+    losses = {}
+    for kl_scale in (1.0, 5.0):
+        pyro.set_rng_seed(7)
+        losses[kl_scale] = make_elbo(vae.config, dataset_size=100).loss(
+            vae.model, vae.guide, x, kl_scale=kl_scale)
+    loc, scale = vae.encode(x)
+    kl = torch.distributions.kl_divergence(torch.distributions.Normal(loc, scale),
+                                           torch.distributions.Normal(0.0, 1.0)).sum().item()
+    assert kl > 100
+    assert losses[5.0] - losses[1.0] == pytest.approx(4.0 * kl, rel=1e-5)
 
 
 def test_log_joint_matches_bernoulli_plus_gaussian_prior():
