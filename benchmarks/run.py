@@ -140,9 +140,10 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str) -> list[str]:
         "Adversarial accuracy with the defence: the latent classifier sees the MCMC latent of "
         "the classifier-attacked input (attacked once per task); radius 0 runs the defence on "
         "the clean references.",
-        "The robustness-versus-time curve reads the states after t transitions off one run of "
-        "max(T) transitions (one chain, adaptation never frozen as in Algorithm 1), and "
-        "charges t times the measured time per transition.",
+        "The robustness-versus-time curve uses the first restart of every reference at the "
+        "first radius and reads the states after t transitions off one run of max(T) "
+        "transitions (one chain, adaptation never frozen as in Algorithm 1), charging t times "
+        "the measured time per transition.",
         "β rows in the main table show, per column, the most robust β of the grid judged on "
         "the undefended value (the paper picks the most robust β per metric).",
     ]
