@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,21 +10,19 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pyro_vae.checkpoint import atomic_path  # noqa: E402
+
 ROW_TITLES = {"x_r": "$x_r$", "recon_x_r": r"$\tilde{x}_r$", "x_a": "$x_a$",
               "recon_x_a": r"$\tilde{x}_a$", "recon_x_a_defended": r"$\tilde{x}_a$ + MCMC"}
 
 
 def _save(figure, path: Path) -> Path:
     """Atomic PNG write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(handle)
     try:
-        figure.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     finally:
         plt.close(figure)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
