@@ -122,10 +122,13 @@ class Experiment:
 
     # ----------------------------------------------------------------- per-model stages
     def model(self, kind: str, beta: float) -> tuple[ConvVAE, dict]:
+        """The trained VAE, frozen (attacks and the defence differentiate inputs and latents
+        only), and its training metadata."""
         tag = model_tag(kind, beta)
         path = self.run_dir.path(f"models/{tag}.pt")
         if path.exists() and not self.run_dir.fresh:
-            return load_checkpoint(path, map_location=self.device, with_metadata=True)
+            vae, metadata = load_checkpoint(path, map_location=self.device, with_metadata=True)
+            return vae.requires_grad_(False), metadata
         config = VAEConfig(kind=kind, beta=beta, num_channels=self.splits.num_channels)
         vae = ConvVAE(config)
         train_config = TrainConfig(epochs=self.profile.epochs, seed=self.settings.seed,
@@ -139,7 +142,7 @@ class Experiment:
                     "learning_rate": history.learning_rate, "epoch_seconds": history.seconds}
         save_checkpoint(vae, path, metadata=metadata)
         self.run_dir.computed.append(f"models/{tag}.pt")
-        return vae.to(self.device).eval(), metadata
+        return vae.to(self.device).eval().requires_grad_(False), metadata
 
     def quality(self, vae: ConvVAE, tag: str, network: FeatureCNN) -> dict:
         def evaluate():
@@ -237,8 +240,11 @@ class Experiment:
             thin = max(1, samples.z.shape[1] // NETCDF_MAX_DRAWS)
             save_netcdf(idata.isel(draw=slice(None, None, thin)),
                         self.run_dir.path(f"chains/{tag}.nc"))
+            mean_z = samples.z.mean(1)  # posterior mean of the kept draws, per chain
             return {"final_z": {name: samples.final_z[:, slice(*span)].cpu()
                                 for name, span in bounds.items()},
+                    "mean_z": {name: mean_z[:, slice(*span)].cpu()
+                               for name, span in bounds.items()},
                     "diagnostics": diagnostics,
                     "seconds_per_point": seconds / len(inputs),
                     "num_transitions": num_transitions, "num_warmup": num_warmup,
@@ -251,30 +257,51 @@ class Experiment:
     @torch.no_grad()
     def robustness(self, vae: ConvVAE, x_ref: torch.Tensor, y_ref: torch.Tensor,
                    classifiers: dict, adversarial: dict, defended: dict) -> dict:
-        """MS-SSIM, adversarial accuracy and reference MSE, without and with the defence."""
-        refs, restarts = len(x_ref), self.profile.restarts
-        chains = self.profile.num_chains
-        reconstruction_ref = vae.reconstruct(x_ref)
+        """MS-SSIM, adversarial accuracy and reference MSE, without and with the defence.
+
+        Reconstructions follow the paper: x̃ = decode(z) with z ~ q(z|x) for the reference and
+        the undefended attack, and z the chain's final state for the defence; every comparison
+        draws its own z. The ``*_mean_reconstruction`` variants (beyond the paper) decode the
+        encoder mean instead, and for the defence the mean of the kept draws of each chain.
+        """
+        refs, restarts, chains = len(x_ref), self.profile.restarts, self.profile.num_chains
+        generator = torch.Generator(device=self.device).manual_seed(self.settings.seed)
+        defended_latents = {"sample": defended["final_z"], "mean": defended["mean_z"]}
+
+        def reconstruct(x, mode):
+            loc, scale = vae.encode(x)
+            if mode == "sample":
+                loc = loc + scale * torch.randn(loc.shape, generator=generator, device=self.device)
+            return vae.decode(loc)
+
+        def decode_defended(name, mode):  # point-major, chain-minor: (points · chains, C, H, W)
+            z = defended_latents[mode][name].to(self.device)
+            return vae.decode(z.transpose(0, 1).flatten(0, 1))
+
+        def similarity(images, copies, mode):  # images (refs · copies, ...) → (refs, copies)
+            reference = reconstruct(x_ref.repeat_interleave(copies, 0), mode)
+            return ms_ssim(reference, images).view(refs, copies)
+
+        def squared_error(images, copies):  # reference MSE on the 0–255 scale, (refs, copies)
+            difference = 255 * (images - x_ref.repeat_interleave(copies, 0))
+            return (difference**2).flatten(1).mean(1).view(refs, copies)
+
+        metrics: dict = {"accuracy": {}}
+        for mode, suffix in (("sample", ""), ("mean", "_mean_reconstruction")):
+            per_radius = {}
+            for k, radius in enumerate(self.profile.radii):
+                x_adv = adversarial["skl"][k].flatten(0, 1)
+                plain = similarity(reconstruct(x_adv, mode), restarts, mode)
+                guarded = similarity(decode_defended(f"skl@{radius:g}", mode),
+                                     restarts * chains, mode)
+                per_radius[f"{radius:g}"] = {"plain": mean_and_standard_error(plain),
+                                             "defended": mean_and_standard_error(guarded)}
+            metrics[f"ms_ssim{suffix}"] = per_radius
+            metrics[f"mse_references{suffix}"] = {
+                "plain": mean_and_standard_error(squared_error(reconstruct(x_ref, mode), 1)),
+                "defended": mean_and_standard_error(
+                    squared_error(decode_defended("clean", mode), chains))}
         final = {name: z.to(self.device) for name, z in defended["final_z"].items()}
-
-        def decode_chains(name):  # (chains, points, C, H, W)
-            z = final[name]
-            return vae.decode(z.flatten(0, 1)).view(chains, z.shape[1], *x_ref.shape[1:])
-
-        def ms_ssim_to_ref(images, per_ref_copies):  # images (M, C, H, W) → (refs, copies)
-            reference = reconstruction_ref.repeat_interleave(per_ref_copies, 0)
-            return ms_ssim(reference, images).view(refs, per_ref_copies)
-
-        metrics: dict = {"ms_ssim": {}, "accuracy": {}, "mse_references": {}}
-        for k, radius in enumerate(self.profile.radii):
-            x_adv = adversarial["skl"][k].flatten(0, 1)
-            plain = ms_ssim_to_ref(vae.reconstruct(x_adv), restarts)
-            defended_images = decode_chains(f"skl@{radius:g}")  # (chains, refs·R, ...)
-            # chain c of restart r of reference n sits at [c, n·R + r]; average chains and restarts
-            with_mcmc = ms_ssim_to_ref(defended_images.transpose(0, 1).flatten(0, 1),
-                                       restarts * chains)
-            metrics["ms_ssim"][f"{radius:g}"] = {"plain": mean_and_standard_error(plain),
-                                                 "defended": mean_and_standard_error(with_mcmc)}
         for column, (task, layer) in enumerate(classifiers.items()):
             clean_prediction = layer(vae.encode(x_ref)[0]).argmax(-1)
             truth = y_ref[:, column]
@@ -295,11 +322,6 @@ class Experiment:
                     "defended": mean_and_standard_error(adversarial_accuracy(
                         guarded, reference_classes=clean_prediction))}
             metrics["accuracy"][task] = per_radius
-        squared = lambda images: ((255 * (images - x_ref)) ** 2).flatten(1).mean(1)  # noqa: E731
-        metrics["mse_references"] = {
-            "plain": mean_and_standard_error(squared(reconstruction_ref)),
-            "defended": mean_and_standard_error(
-                torch.stack([squared(images) for images in decode_chains("clean")]).T)}
         return metrics
 
     @torch.no_grad()
@@ -344,15 +366,22 @@ class Experiment:
                 num_leapfrog_steps=self.profile.num_leapfrog_steps, adapt_after_warmup=True,
                 max_tree_depth=MAX_TREE_DEPTH, seed=self.settings.seed)
         seconds_per_transition = (time.perf_counter() - started) / horizon / len(x_adv)
+        generator = torch.Generator(device=self.device).manual_seed(self.settings.seed)
+
+        def decode_sample(x):  # the paper's reconstruction: decode z ~ q(z|x)
+            loc, scale = vae.encode(x)
+            noise = torch.randn(loc.shape, generator=generator, device=self.device)
+            return vae.decode(loc + scale * noise)
+
         with torch.no_grad():
-            reference = vae.reconstruct(x_ref)
             encode_start = time.perf_counter()
-            plain = vae.reconstruct(x_adv)
+            plain = decode_sample(x_adv)
             encode_seconds = (time.perf_counter() - encode_start) / len(x_adv)
             curve = []
             for steps in self.profile.timing_transitions:
                 images = plain if steps == 0 else vae.decode(samples.z[0, steps - 1])
-                mean, error = mean_and_standard_error(ms_ssim(reference, images))
+                score = ms_ssim(decode_sample(x_ref), images)
+                mean, error = mean_and_standard_error(score)
                 curve.append({"transitions": steps, "ms_ssim": mean, "standard_error": error,
                               "seconds_per_point": encode_seconds + steps * seconds_per_transition})
         return {"radius": radius, "points": len(x_adv), "curve": curve}
@@ -377,7 +406,8 @@ class Experiment:
                 lambda: self.robustness(vae, x_ref, y_ref, classifiers, adversarial, defended)))
             entry = {"kind": kind, "beta": beta, "training": training, "quality": quality,
                      "classifier_test_accuracy": accuracy, "robustness": robustness,
-                     "defence": {k: v for k, v in defended.items() if k != "final_z"}}
+                     "defence": {k: v for k, v in defended.items()
+                                 if k not in ("final_z", "mean_z")}}
             if position == 0:  # figures 2 and 6 are about the plain VAE
                 entry["posterior_ratio"] = self.timed("posterior ratio", lambda: self.run_dir.stage(
                     f"metrics/{tag}_posterior_ratio.json",

@@ -80,7 +80,7 @@ PROFILES = {
         fid_points=10000, feature_epochs=10),
     "quick": Profile(
         name="quick", epochs=4, max_train_points=None, all_colours=False,
-        models=(("vae", 1.0),), references=20, restarts=5, radii=(0.1, 0.2), attack_steps=50,
+        models=(("vae", 1.0),), references=20, restarts=3, radii=(0.1, 0.2), attack_steps=50,
         num_transitions=100, step_size=None, num_leapfrog_steps=20, num_chains=2,
         warmup_fraction=0.5, timing_transitions=(0, 10, 50, 100), eval_points=1000,
         nll_samples=100, fid_points=2000, feature_epochs=1),

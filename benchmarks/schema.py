@@ -25,14 +25,18 @@ _MODEL = {
         "beta": {"type": "number", "exclusiveMinimum": 0},
         "training": {"type": "object", "required": ["train_seconds", "validation_loss"]},
         "quality": {"type": "object",
-                    "required": ["elbo", "nll", "mse", "fd_cnn", "num_points",
+                    "required": ["elbo", "nll", "nll_standard_error", "mse", "fd_cnn", "num_points",
                                  "num_importance_samples"]},
         "classifier_test_accuracy": _NUMBER_MAP,
         "robustness": {
             "type": "object",
-            "required": ["ms_ssim", "accuracy", "mse_references"],
+            "required": ["ms_ssim", "accuracy", "mse_references", "ms_ssim_mean_reconstruction",
+                         "mse_references_mean_reconstruction"],
             "properties": {
                 "ms_ssim": {"type": "object", "additionalProperties": _PLAIN_DEFENDED},
+                "ms_ssim_mean_reconstruction": {"type": "object",
+                                                "additionalProperties": _PLAIN_DEFENDED},
+                "mse_references_mean_reconstruction": _PLAIN_DEFENDED,
                 "accuracy": {"type": "object", "additionalProperties": {
                     "type": "object", "required": ["0"],
                     "additionalProperties": _PLAIN_DEFENDED}},

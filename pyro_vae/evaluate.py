@@ -23,6 +23,7 @@ from .vae import LATENT_SITE, ConvVAE
 class Evaluation:
     elbo: float  # nats per image, one-sample estimate, higher is better
     nll: float  # −log p(x) by importance sampling with k samples, lower is better
+    nll_standard_error: float  # over the evaluated points
     mse: float  # per pixel, 0–255 scale, x against decode(encoder mean)
     num_points: int
     num_importance_samples: int
@@ -59,7 +60,7 @@ def importance_log_weights(vae: ConvVAE, x: torch.Tensor, num_samples: int) -> t
 
 @torch.no_grad()
 def evaluate_vae(vae: ConvVAE, subset, *, num_importance_samples: int = 1000,
-                 max_points: int | None = None, samples_per_batch: int = 20000,
+                 max_points: int | None = None, samples_per_batch: int = 4000,
                  device: torch.device | str = "cpu", seed: int = 0,
                  progress: bool = True) -> Evaluation:
     """ELBO, NLL (k = ``num_importance_samples``) and MSE on (the first ``max_points`` of) a split.
@@ -73,17 +74,22 @@ def evaluate_vae(vae: ConvVAE, subset, *, num_importance_samples: int = 1000,
     torch.manual_seed(seed)
     points_per_batch = max(1, samples_per_batch // num_importance_samples)
     total = len(subset) if max_points is None else min(max_points, len(subset))
-    sums = {"elbo": 0.0, "nll": 0.0, "mse": 0.0}
+    sums = {"elbo": 0.0, "nll": 0.0, "nll_squared": 0.0, "mse": 0.0}
     bar = tqdm(total=total, desc="evaluate", unit="img", disable=not progress)
     with pyro.validation_enabled(True):
         for x, _ in minibatches(subset, points_per_batch, limit=total):
             x = x.to(device)
             log_w = importance_log_weights(vae, x, num_importance_samples)
             sums["elbo"] += log_w[0].sum().item()
-            sums["nll"] -= (torch.logsumexp(log_w, 0) - math.log(num_importance_samples)).sum().item()
+            nll = math.log(num_importance_samples) - torch.logsumexp(log_w, 0)
+            sums["nll"] += nll.sum().item()
+            sums["nll_squared"] += (nll**2).sum().item()
             reconstruction = vae.reconstruct(x)
             sums["mse"] += ((255 * (x - reconstruction)) ** 2).flatten(1).mean(1).sum().item()
             bar.update(len(x))
     bar.close()
-    return Evaluation(elbo=sums["elbo"] / total, nll=sums["nll"] / total, mse=sums["mse"] / total,
+    nll_mean = sums["nll"] / total
+    variance = max(sums["nll_squared"] / total - nll_mean**2, 0.0) * total / max(total - 1, 1)
+    return Evaluation(elbo=sums["elbo"] / total, nll=nll_mean,
+                      nll_standard_error=math.sqrt(variance / total), mse=sums["mse"] / total,
                       num_points=total, num_importance_samples=num_importance_samples)

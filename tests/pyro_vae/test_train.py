@@ -17,7 +17,7 @@ def test_brief_training_on_mnist_beats_mean_image(mnist_root):
     vae = ConvVAE(VAEConfig())
     before = evaluate_vae(vae, splits.test, num_importance_samples=1, max_points=500,
                           progress=False)
-    history = train_vae(vae, splits, TrainConfig(epochs=2, max_train_points=10000),
+    history = train_vae(vae, splits, TrainConfig(epochs=2, max_train_points=20000),
                         progress=False, validation_points=1000)
     after = evaluate_vae(vae, splits.test, num_importance_samples=50, max_points=500,
                          progress=False)
