@@ -168,8 +168,16 @@ def main(argv: list[str] | None = None) -> dict:
                         device=device, seed=arguments.seed, data_root=arguments.data_root,
                         progress=not arguments.no_progress)
     started = time.perf_counter()
+    run_dir = RunDirectory(out, fresh=arguments.fresh)
+    # Stages are reused by file name, so a directory must only ever hold one configuration.
+    configuration = {"dataset": arguments.dataset, "sampler": arguments.sampler,
+                     "seed": arguments.seed, "profile": profile.to_dict()}
+    recorded = run_dir.stage("configuration.json", lambda: configuration)
+    if recorded != json.loads(json.dumps(configuration)):
+        raise SystemExit(f"error: {out} holds a run with another configuration; use --fresh to "
+                         "recompute it, or --out for a new directory")
     try:
-        experiment = Experiment(settings, RunDirectory(out, fresh=arguments.fresh))
+        experiment = Experiment(settings, run_dir)
     except DatasetNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
     results = experiment.run()
@@ -183,7 +191,6 @@ def main(argv: list[str] | None = None) -> dict:
         "stages_computed": experiment.run_dir.computed,
         "wall_seconds_total": time.perf_counter() - started,
     })
-    run_dir = experiment.run_dir
     first_tag, first = next(iter(results["models"].items()))
     if first_tag in examples:
         figures.example_grid(examples[first_tag]["rows"], examples[first_tag]["radius"],
