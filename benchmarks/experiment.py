@@ -53,6 +53,15 @@ def _scalar_summary(idata) -> dict:
     return {k: v for k, v in summary.items() if not isinstance(v, np.ndarray)}
 
 
+def encoder_latent(vae: ConvVAE, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """z ~ q(z|x) drawn from ``generator`` (the paper's reconstruction latent), or the encoder
+    mean when ``generator`` is None. Shape: x (B, C, H, W) → (B, D)."""
+    loc, scale = vae.encode(x)
+    if generator is None:
+        return loc
+    return loc + scale * torch.randn(loc.shape, generator=generator, device=loc.device)
+
+
 def model_tag(kind: str, beta: float) -> str:
     return f"{kind}_beta{beta:g}"
 
@@ -269,10 +278,7 @@ class Experiment:
         defended_latents = {"sample": defended["final_z"], "mean": defended["mean_z"]}
 
         def reconstruct(x, mode):
-            loc, scale = vae.encode(x)
-            if mode == "sample":
-                loc = loc + scale * torch.randn(loc.shape, generator=generator, device=self.device)
-            return vae.decode(loc)
+            return vae.decode(encoder_latent(vae, x, generator if mode == "sample" else None))
 
         def decode_defended(name, mode):  # point-major, chain-minor: (points · chains, C, H, W)
             z = defended_latents[mode][name].to(self.device)
@@ -333,11 +339,8 @@ class Experiment:
         x_ref_tiled = x_ref.repeat_interleave(self.profile.restarts, 0)
         generator = torch.Generator(device=self.device).manual_seed(self.settings.seed)
 
-        def sample(x):
-            loc, scale = vae.encode(x)
-            return loc + scale * torch.randn(loc.shape, generator=generator, device=self.device)
-
-        z_ref, z_adv = sample(x_ref_tiled), sample(x_adv)
+        z_ref = encoder_latent(vae, x_ref_tiled, generator)
+        z_adv = encoder_latent(vae, x_adv, generator)
         z_defended = defended["final_z"][f"skl@{radius:g}"][0].to(self.device)
         without = log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z_adv)
         with_mcmc = log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z_defended)
@@ -369,9 +372,7 @@ class Experiment:
         generator = torch.Generator(device=self.device).manual_seed(self.settings.seed)
 
         def decode_sample(x):  # the paper's reconstruction: decode z ~ q(z|x)
-            loc, scale = vae.encode(x)
-            noise = torch.randn(loc.shape, generator=generator, device=self.device)
-            return vae.decode(loc + scale * noise)
+            return vae.decode(encoder_latent(vae, x, generator))
 
         with torch.no_grad():
             encode_start = time.perf_counter()
