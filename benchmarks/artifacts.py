@@ -26,6 +26,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+class ConfigurationMismatch(ValueError):
+    """The run directory was made by a run with other settings."""
+
+
 class RunDirectory:
     """One run's folder; ``stage(name, compute)`` returns the cached or freshly computed result.
 
@@ -52,6 +56,18 @@ class RunDirectory:
         self.computed.append(name)
         # Hand back what a rerun would load (JSON has lists, not tuples), so both paths agree.
         return _load(path) if path.suffix == ".json" else result
+
+    def pin_configuration(self, configuration: dict) -> None:
+        """Record ``configuration`` on first use; refuse a directory that holds another one.
+
+        Stages are reused by file name, so one directory must only ever hold one configuration
+        (a changed knob would otherwise silently reuse stale stages).
+        """
+        recorded = self.stage("configuration.json", lambda: configuration)
+        if recorded != json.loads(json.dumps(configuration)):
+            raise ConfigurationMismatch(
+                f"{self.root} holds a run with another configuration; use --fresh to recompute "
+                "it, or --out for a new directory")
 
     def write_text(self, name: str, text: str) -> Path:
         atomic_write_text(self.path(name), text)

@@ -265,17 +265,21 @@ class Experiment:
     # ----------------------------------------------------------------- metrics
     @torch.no_grad()
     def robustness(self, vae: ConvVAE, x_ref: torch.Tensor, y_ref: torch.Tensor,
-                   classifiers: dict, adversarial: dict, defended: dict) -> dict:
+                   classifiers: dict, adversarial: dict, defended: dict | None) -> dict:
         """MS-SSIM, adversarial accuracy and reference MSE, without and with the defence.
 
         Reconstructions follow the paper: x̃ = decode(z) with z ~ q(z|x) for the reference and
         the undefended attack, and z the chain's final state for the defence; every comparison
         draws its own z. The ``*_mean_reconstruction`` variants (beyond the paper) decode the
         encoder mean instead, and for the defence the mean of the kept draws of each chain.
+        ``ms_ssim_clean`` is the ceiling of the sampled metric: MS-SSIM between two independent
+        sampled reconstructions of each reference (R pairs). With ``defended`` None (attacks
+        only) every entry holds its "plain" value alone.
         """
         refs, restarts, chains = len(x_ref), self.profile.restarts, self.profile.num_chains
         generator = torch.Generator(device=self.device).manual_seed(self.settings.seed)
-        defended_latents = {"sample": defended["final_z"], "mean": defended["mean_z"]}
+        defended_latents = defended and {"sample": defended["final_z"],
+                                         "mean": defended["mean_z"]}
 
         def reconstruct(x, mode):
             return vae.decode(encoder_latent(vae, x, generator if mode == "sample" else None))
@@ -292,41 +296,47 @@ class Experiment:
             difference = 255 * (images - x_ref.repeat_interleave(copies, 0))
             return (difference**2).flatten(1).mean(1).view(refs, copies)
 
+        def entry(plain, guarded):  # guarded: a thunk, evaluated only when there is a defence
+            summary = {"plain": mean_and_standard_error(plain)}
+            if defended is not None:
+                summary["defended"] = mean_and_standard_error(guarded())
+            return summary
+
         metrics: dict = {"accuracy": {}}
         for mode, suffix in (("sample", ""), ("mean", "_mean_reconstruction")):
             per_radius = {}
             for k, radius in enumerate(self.profile.radii):
                 x_adv = adversarial["skl"][k].flatten(0, 1)
-                plain = similarity(reconstruct(x_adv, mode), restarts, mode)
-                guarded = similarity(decode_defended(f"skl@{radius:g}", mode),
-                                     restarts * chains, mode)
-                per_radius[f"{radius:g}"] = {"plain": mean_and_standard_error(plain),
-                                             "defended": mean_and_standard_error(guarded)}
+                per_radius[f"{radius:g}"] = entry(
+                    similarity(reconstruct(x_adv, mode), restarts, mode),
+                    lambda: similarity(decode_defended(f"skl@{radius:g}", mode),
+                                       restarts * chains, mode))
             metrics[f"ms_ssim{suffix}"] = per_radius
-            metrics[f"mse_references{suffix}"] = {
-                "plain": mean_and_standard_error(squared_error(reconstruct(x_ref, mode), 1)),
-                "defended": mean_and_standard_error(
-                    squared_error(decode_defended("clean", mode), chains))}
-        final = {name: z.to(self.device) for name, z in defended["final_z"].items()}
+            metrics[f"mse_references{suffix}"] = entry(
+                squared_error(reconstruct(x_ref, mode), 1),
+                lambda: squared_error(decode_defended("clean", mode), chains))
+        # Drawn last so that the generator's stream, hence every number above, is unchanged.
+        clean_copies = reconstruct(x_ref.repeat_interleave(restarts, 0), "sample")
+        metrics["ms_ssim_clean"] = mean_and_standard_error(
+            similarity(clean_copies, restarts, "sample"))
+        final = defended and {name: z.to(self.device) for name, z in defended["final_z"].items()}
         for column, (task, layer) in enumerate(classifiers.items()):
             clean_prediction = layer(vae.encode(x_ref)[0]).argmax(-1)
             truth = y_ref[:, column]
-            clean_defended = layer(final["clean"]).argmax(-1).T  # (refs, chains)
-            per_radius = {"0": {
-                "plain": mean_and_standard_error(adversarial_accuracy(
-                    clean_prediction.unsqueeze(1), reference_classes=truth)),
-                "defended": mean_and_standard_error(adversarial_accuracy(
-                    clean_defended, reference_classes=truth))}}
+            per_radius = {"0": entry(
+                adversarial_accuracy(clean_prediction.unsqueeze(1), reference_classes=truth),
+                lambda: adversarial_accuracy(layer(final["clean"]).argmax(-1).T,
+                                             reference_classes=truth))}
             for k, radius in enumerate(self.profile.radii):
-                x_adv = adversarial[f"classifier_{task}"][k].flatten(0, 1)
+                name = f"classifier_{task}"
+                x_adv = adversarial[name][k].flatten(0, 1)
                 plain = layer(vae.encode(x_adv)[0]).argmax(-1).view(refs, restarts)
-                z = final[f"classifier_{task}@{radius:g}"]  # (chains, refs·R, D)
-                guarded = layer(z).argmax(-1).T.reshape(refs, restarts * chains)
-                per_radius[f"{radius:g}"] = {
-                    "plain": mean_and_standard_error(adversarial_accuracy(
-                        plain, reference_classes=clean_prediction)),
-                    "defended": mean_and_standard_error(adversarial_accuracy(
-                        guarded, reference_classes=clean_prediction))}
+                # final latents (chains, refs·R, D) → predictions (refs, R·chains)
+                per_radius[f"{radius:g}"] = entry(
+                    adversarial_accuracy(plain, reference_classes=clean_prediction),
+                    lambda: adversarial_accuracy(
+                        layer(final[f"{name}@{radius:g}"]).argmax(-1).T.reshape(
+                            refs, restarts * chains), reference_classes=clean_prediction))
             metrics["accuracy"][task] = per_radius
         return metrics
 

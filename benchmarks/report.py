@@ -75,6 +75,17 @@ def _best_beta(models: list[dict], getter, higher: bool) -> dict:
     return max(models, key=key) if higher else min(models, key=key)
 
 
+def ceiling_lines(results: dict) -> list[str]:
+    """The sampled MS-SSIM of a clean reference with itself: no defence can score above it."""
+    ceilings = [f"{tag} {_cell(entry['robustness']['ms_ssim_clean'])}"
+                for tag, entry in results["models"].items()
+                if "ms_ssim_clean" in entry["robustness"]]
+    if not ceilings:
+        return []
+    return ["Ceiling of the sampled MS-SSIM (two independent sampled reconstructions of the same "
+            "clean reference): " + ", ".join(ceilings) + ".", ""]
+
+
 def robustness_table(results: dict) -> list[str]:
     dataset, sampler = results["dataset"], results["sampler"].upper()
     columns = _columns(results)
@@ -185,6 +196,7 @@ def render(results: dict) -> str:
         "",
         *robustness_table(results),
         "",
+        *ceiling_lines(results),
         "## All models",
         "",
         *grid_table(results),

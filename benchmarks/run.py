@@ -24,7 +24,7 @@ from inference import SAMPLERS
 from pyro_vae import DATASET_NAMES, DatasetNotFoundError
 
 from . import figures
-from .artifacts import RunDirectory
+from .artifacts import ConfigurationMismatch, RunDirectory
 from .experiment import Experiment, Settings
 from .profiles import PROFILES, Profile, with_overrides
 from .report import render
@@ -33,7 +33,7 @@ RUN_SAMPLERS = tuple(s for s in SAMPLERS if not s.startswith("pyro_"))  # batche
 SCHEMA_VERSION = 1
 
 
-def _radii(text: str) -> tuple[float, ...]:
+def radius_list(text: str) -> tuple[float, ...]:
     try:
         radii = tuple(float(part) for part in text.split(","))
     except ValueError:
@@ -43,7 +43,7 @@ def _radii(text: str) -> tuple[float, ...]:
     return radii
 
 
-def _models(text: str) -> tuple[tuple[str, float], ...]:
+def model_list(text: str) -> tuple[tuple[str, float], ...]:
     """'vae,beta_vae:5,beta_tcvae:5' → (('vae', 1.0), ('beta_vae', 5.0), ('beta_tcvae', 5.0))."""
     models = []
     for part in text.split(","):
@@ -80,8 +80,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     knobs.add_argument("--leapfrog-steps", type=int, dest="num_leapfrog_steps", help="L")
     knobs.add_argument("--step-size", type=float, help="initial step size η₀")
     knobs.add_argument("--chains", type=int, dest="num_chains")
-    knobs.add_argument("--radii", type=_radii, help="e.g. 0.1,0.2")
-    knobs.add_argument("--models", type=_models, help="e.g. vae,beta_vae:5,beta_tcvae:5")
+    knobs.add_argument("--radii", type=radius_list, help="e.g. 0.1,0.2")
+    knobs.add_argument("--models", type=model_list, help="e.g. vae,beta_vae:5,beta_tcvae:5")
     arguments = parser.parse_args(argv)
     for name in ("epochs", "references", "restarts", "num_transitions", "num_leapfrog_steps",
                  "num_chains"):
@@ -169,13 +169,12 @@ def main(argv: list[str] | None = None) -> dict:
                         progress=not arguments.no_progress)
     started = time.perf_counter()
     run_dir = RunDirectory(out, fresh=arguments.fresh)
-    # Stages are reused by file name, so a directory must only ever hold one configuration.
     configuration = {"dataset": arguments.dataset, "sampler": arguments.sampler,
                      "seed": arguments.seed, "profile": profile.to_dict()}
-    recorded = run_dir.stage("configuration.json", lambda: configuration)
-    if recorded != json.loads(json.dumps(configuration)):
-        raise SystemExit(f"error: {out} holds a run with another configuration; use --fresh to "
-                         "recompute it, or --out for a new directory")
+    try:
+        run_dir.pin_configuration(configuration)
+    except ConfigurationMismatch as error:
+        raise SystemExit(f"error: {error}") from None
     try:
         experiment = Experiment(settings, run_dir)
     except DatasetNotFoundError as error:

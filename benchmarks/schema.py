@@ -31,8 +31,9 @@ _MODEL = {
         "robustness": {
             "type": "object",
             "required": ["ms_ssim", "accuracy", "mse_references", "ms_ssim_mean_reconstruction",
-                         "mse_references_mean_reconstruction"],
+                         "mse_references_mean_reconstruction", "ms_ssim_clean"],
             "properties": {
+                "ms_ssim_clean": _PAIR,
                 "ms_ssim": {"type": "object", "additionalProperties": _PLAIN_DEFENDED},
                 "ms_ssim_mean_reconstruction": {"type": "object",
                                                 "additionalProperties": _PLAIN_DEFENDED},

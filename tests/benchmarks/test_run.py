@@ -10,18 +10,6 @@ from benchmarks.experiment import Experiment
 from benchmarks.schema import RESULTS_SCHEMA
 
 
-def smoke_arguments(root, out, *extra):
-    return ["--dataset", "mnist", "--profile", "smoke", "--data-root", str(root), "--out",
-            str(out), "--no-progress", *extra]
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, mnist_root):
-    out = tmp_path_factory.mktemp("smoke")
-    results = runner.main(smoke_arguments(mnist_root, out))
-    return mnist_root, out, results
-
-
 @pytest.mark.slow
 def test_smoke_results_follow_the_schema(smoke_run):
     _, out, _ = smoke_run
@@ -44,7 +32,7 @@ def test_smoke_writes_report_figures_and_chains(smoke_run):
 
 
 @pytest.mark.slow
-def test_rerun_reuses_every_finished_stage(smoke_run):
+def test_rerun_reuses_every_finished_stage(smoke_run, smoke_arguments):
     root, out, first = smoke_run
     assert "models/vae_beta1.pt" in first["stages_computed"]
     again = runner.main(smoke_arguments(root, out))
@@ -53,7 +41,8 @@ def test_rerun_reuses_every_finished_stage(smoke_run):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_after_last_finished_stage(smoke_run, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_after_last_finished_stage(smoke_run, smoke_arguments, tmp_path,
+                                                        monkeypatch):
     root, _, _ = smoke_run
     out = tmp_path / "interrupted"
 
@@ -92,7 +81,7 @@ def test_missing_cuda_is_a_clear_error(monkeypatch):
         runner.resolve_device("cuda")
 
 
-def test_missing_data_says_what_to_do(tmp_path, monkeypatch):
+def test_missing_data_says_what_to_do(smoke_arguments, tmp_path, monkeypatch):
     monkeypatch.setattr("pyro_vae.data._download", lambda *a: (_ for _ in ()).throw(OSError()))
     with pytest.raises(SystemExit, match="PYRO_VAE_DATA"):
         runner.main(smoke_arguments(tmp_path / "empty", tmp_path / "out"))

@@ -1,0 +1,204 @@
+"""``python -m benchmarks.attack_check --dataset mnist --checkpoint <model.pt>``: attack one
+trained VAE with the paper's protocol and print how much damage the attacks do.
+
+50 stratified test references × 10 restarts (500 adversarial inputs per radius, one batch), the
+unsupervised SKL attack on the guide-as-encoder and the classifier attack on the latent classifier
+(PROTOCOL.md §6), scored as in Table 2 (§8): MS-SSIM between reconstructions of reference and
+attack, and adversarial accuracy. ``--defend hmc`` (or ``nuts``, ``map``) also runs the defence on
+the SKL attacks and the clean references and adds the defended MS-SSIM; the full reproduction with
+every table and figure is ``benchmarks.run``.
+
+Everything is cached in ``--out`` (default: beside the checkpoint), which remembers its
+configuration and refuses another one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+from attacks import mean_and_standard_error
+from inference import log_posterior_ratio
+from pyro_vae import (DATASET_NAMES, CheckpointError, ConvVAE, DatasetNotFoundError,
+                      load_checkpoint)
+
+from .artifacts import ConfigurationMismatch, RunDirectory
+from .experiment import Experiment, Settings, model_tag
+from .profiles import PROFILES, with_overrides
+from .run import RUN_SAMPLERS, radius_list, resolve_device
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.attack_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a model saved by benchmarks.run or benchmarks.model_quality")
+    parser.add_argument("--references", type=int, default=50)
+    parser.add_argument("--restarts", type=int, default=10)
+    parser.add_argument("--radii", type=radius_list, default=(0.1, 0.2), help="e.g. 0.1,0.2")
+    parser.add_argument("--defend", choices=RUN_SAMPLERS, default=None,
+                        help="also run this defence on the SKL attacks")
+    parser.add_argument("--transitions", type=int, default=100, help="defence: T")
+    parser.add_argument("--chains", type=int, default=2, help="defence: chains per input")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default <checkpoint folder>/../attack-check-<checkpoint name>")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+    arguments = parser.parse_args(argv)
+    for name in ("references", "restarts", "transitions", "chains"):
+        if getattr(arguments, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return arguments
+
+
+@torch.no_grad()
+def reference_code_advantage(vae: ConvVAE, x_ref: torch.Tensor, adversarial: torch.Tensor) -> dict:
+    """Does the model itself still explain x_a best with the reference's code?
+
+    Per attack, log p(x_a, μ(x_r)) − log p(x_a, μ(x_a)) (eq. 11 with x_a in place of x_r):
+    positive means the true posterior of the attacked input prefers the reference's code, so the
+    attack fooled only the encoder and an exact posterior sampler can undo it; negative means the
+    perturbation changed what the decoder's likelihood believes, and no sampler of p(z | x_a)
+    can bring the reconstruction back.
+
+    Shape:
+        x_ref: (N, C, H, W); adversarial: (N, R, C, H, W) → mean (SE over references) and the
+        fraction of attacks with a positive advantage
+    """
+    refs, restarts = adversarial.shape[:2]
+    x_adv = adversarial.flatten(0, 1)
+    code_ref = vae.encode(x_ref)[0].repeat_interleave(restarts, 0)
+    with pyro.validation_enabled(False):
+        advantage = log_posterior_ratio(vae.model, (x_adv,), code_ref, vae.encode(x_adv)[0])
+    advantage = advantage.view(refs, restarts)
+    return {"mean": mean_and_standard_error(advantage),
+            "fraction_positive": (advantage > 0).float().mean().item()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    arguments = parse_arguments(argv)
+    device = resolve_device(arguments.device)
+    try:
+        vae = load_checkpoint(arguments.checkpoint, map_location=device).requires_grad_(False)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    tag = model_tag(vae.config.kind, vae.config.beta)
+    profile = with_overrides(PROFILES["quick"], references=arguments.references,
+                             restarts=arguments.restarts, radii=arguments.radii,
+                             num_transitions=arguments.transitions, num_chains=arguments.chains,
+                             models=((vae.config.kind, vae.config.beta),))
+    out = arguments.out or (arguments.checkpoint.resolve().parent.parent
+                            / f"attack-check-{arguments.checkpoint.stem}")
+    run_dir = RunDirectory(out)
+    try:
+        run_dir.pin_configuration({
+            "dataset": arguments.dataset, "checkpoint": str(arguments.checkpoint.resolve()),
+            "seed": arguments.seed, "defence": arguments.defend, "profile": profile.to_dict()})
+        settings = Settings(dataset=arguments.dataset, profile=profile,
+                            sampler=arguments.defend or "hmc", device=device, seed=arguments.seed,
+                            data_root=arguments.data_root, progress=not arguments.no_progress)
+        experiment = Experiment(settings, run_dir)
+    except (ConfigurationMismatch, DatasetNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    vae.eval()
+    _, x_ref, y_ref = experiment.references()
+    classifiers, classifier_accuracy = experiment.classifiers(vae, tag)
+
+    def attack_with_timing():
+        started = time.perf_counter()
+        adversarial = experiment.attacks(vae, tag, x_ref, classifiers)
+        computed = f"attacks/{tag}.pt" in run_dir.computed
+        return adversarial, (time.perf_counter() - started if computed else None)
+
+    def measure():
+        adversarial, attack_seconds = attack_with_timing()
+        summary = {"checkpoint": str(arguments.checkpoint), "tag": tag,
+                   "classifier_test_accuracy": classifier_accuracy,
+                   "attacked_inputs_per_radius": len(x_ref) * profile.restarts,
+                   "attack_objectives": len(adversarial), "attack_seconds": attack_seconds,
+                   "attacks": experiment.robustness(vae, x_ref, y_ref, classifiers, adversarial,
+                                                    defended=None),
+                   "reference_code_advantage": {
+                       f"{radius:g}": reference_code_advantage(vae, x_ref, adversarial["skl"][k])
+                       for k, radius in enumerate(profile.radii)}}
+        if arguments.defend:
+            skl_only = {"skl": adversarial["skl"]}
+            defended = experiment.defend(vae, tag, x_ref, skl_only)
+            summary["defence"] = {
+                "sampler": arguments.defend, "num_transitions": defended["num_transitions"],
+                "num_chains": profile.num_chains,
+                "seconds_per_point": defended["seconds_per_point"],
+                "diagnostics": defended["diagnostics"],
+                "robustness": experiment.robustness(vae, x_ref, y_ref, {}, skl_only, defended)}
+        return summary
+
+    summary = run_dir.stage("attack_check.json", measure)
+    text = render(summary, radii=profile.radii)
+    run_dir.write_text("attack_check.md", text)
+    print(text)
+    return summary
+
+
+def _pair(value) -> str:
+    return f"{value[0]:.3f} ({value[1]:.3f})"
+
+
+def render(summary: dict, *, radii) -> str:
+    attacks = summary["attacks"]
+    seconds = summary["attack_seconds"]
+    per_attack = (f"{seconds / (summary['attack_objectives'] * len(radii)):.1f} s per "
+                  f"{summary['attacked_inputs_per_radius']}-input attack and radius"
+                  if seconds is not None else "attack time not recorded (attacks were cached)")
+    lines = [f"Attacks on {summary['tag']} ({summary['checkpoint']}): "
+             f"{summary['attacked_inputs_per_radius']} adversarial inputs per radius; "
+             f"{per_attack}.",
+             "Mean (standard error over references). MS-SSIM: sampled reconstructions as in the "
+             "paper, and decoded encoder means. Accuracy: fraction of attacks that keep the clean "
+             "prediction (radius 0: clean accuracy against labels).", "",
+             f"MS-SSIM between two sampled reconstructions of the same clean reference (the "
+             f"ceiling): {_pair(attacks['ms_ssim_clean'])}", "",
+             "| radius | MS-SSIM (sampled) | MS-SSIM (means) | "
+             + " | ".join(f"accuracy {task}" for task in attacks["accuracy"]) + " |",
+             "|---|---|---|" + "---|" * len(attacks["accuracy"])]
+    for radius in ("0", *(f"{r:g}" for r in radii)):
+        similarity = ([_pair(attacks["ms_ssim"][radius]["plain"]),
+                       _pair(attacks["ms_ssim_mean_reconstruction"][radius]["plain"])]
+                      if radius != "0" else ["—", "—"])
+        accuracy = [_pair(per_task[radius]["plain"]) for per_task in attacks["accuracy"].values()]
+        lines.append(f"| {radius} | " + " | ".join(similarity + accuracy) + " |")
+    lines += ["", "Does p(z | x_a) still prefer the reference's code? log p(x_a, μ(x_r)) − "
+                  "log p(x_a, μ(x_a)) per SKL attack (> 0: only the encoder was fooled, a sampler "
+                  "can undo the attack; < 0: the likelihood itself moved):", ""]
+    for radius, advantage in summary["reference_code_advantage"].items():
+        lines.append(f"- radius {radius}: {advantage['mean'][0]:.1f} nats "
+                     f"(SE {advantage['mean'][1]:.1f}); positive for "
+                     f"{advantage['fraction_positive']:.0%} of the attacks")
+    if "defence" in summary:
+        defence = summary["defence"]
+        robustness = defence["robustness"]
+        lines += ["", f"Defence: {defence['sampler']}, T = {defence['num_transitions']}, "
+                      f"{defence['num_chains']} chains per input, "
+                      f"{defence['seconds_per_point']:.3f} s per input (all chains).", "",
+                  "| radius | MS-SSIM sampled: none → defended | means: none → defended "
+                  "| worst R-hat | acceptance |", "|---|---|---|---|---|"]
+        for r in radii:
+            key = f"{r:g}"
+            sampled, means = (robustness[name][key] for name in
+                              ("ms_ssim", "ms_ssim_mean_reconstruction"))
+            diagnostics = defence["diagnostics"][f"skl@{key}"]
+            lines.append(f"| {key} | {_pair(sampled['plain'])} → {_pair(sampled['defended'])} "
+                         f"| {_pair(means['plain'])} → {_pair(means['defended'])} "
+                         f"| {diagnostics['max_rhat']:.2f} "
+                         f"| {diagnostics['mean_accept_prob']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""benchmarks.attack_check on the smoke run's model: figures, defence, caching and errors."""
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import attack_check
+from pyro_vae import ConvVAE, VAEConfig
+
+
+def check_arguments(root, checkpoint, out, *extra):
+    return ["--dataset", "mnist", "--checkpoint", str(checkpoint), "--data-root", str(root),
+            "--out", str(out), "--references", "10", "--restarts", "2", "--radii", "0.1",
+            "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def checked(smoke_run, tmp_path_factory):
+    root, run, _ = smoke_run
+    out = tmp_path_factory.mktemp("attack-check")
+    checkpoint = run / "models" / "vae_beta1.pt"
+    summary = attack_check.main(check_arguments(root, checkpoint, out, "--defend", "hmc",
+                                                "--transitions", "4"))
+    return root, checkpoint, out, summary
+
+
+@pytest.mark.slow
+def test_attacks_lower_similarity_below_the_clean_ceiling(checked):
+    *_, summary = checked
+    attacks = summary["attacks"]
+    ceiling, attacked = attacks["ms_ssim_clean"][0], attacks["ms_ssim"]["0.1"]["plain"][0]
+    assert 0 <= attacked < ceiling <= 1
+    assert summary["attacked_inputs_per_radius"] == 20
+    assert summary["attack_seconds"] > 0
+    advantage = summary["reference_code_advantage"]["0.1"]
+    assert 0 <= advantage["fraction_positive"] <= 1
+
+
+@pytest.mark.slow
+def test_defence_rows_and_report(checked):
+    _, _, out, summary = checked
+    defence = summary["defence"]
+    assert defence["sampler"] == "hmc" and defence["num_transitions"] == 4
+    sampled = defence["robustness"]["ms_ssim"]["0.1"]
+    assert sampled["plain"] == summary["attacks"]["ms_ssim"]["0.1"]["plain"]
+    assert 0 <= sampled["defended"][0] <= 1
+    report = (out / "attack_check.md").read_text()
+    assert "Defence: hmc" in report and "| 0.1 |" in report
+
+
+@pytest.mark.slow
+def test_rerun_loads_the_cached_figures(checked):
+    root, checkpoint, out, summary = checked
+    before = (out / "attacks" / "vae_beta1.pt").stat().st_mtime_ns
+    again = attack_check.main(check_arguments(root, checkpoint, out, "--defend", "hmc",
+                                              "--transitions", "4"))
+    assert again == json.loads(json.dumps(summary))
+    assert (out / "attacks" / "vae_beta1.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_another_configuration_is_refused(checked):
+    root, checkpoint, out, _ = checked
+    with pytest.raises(SystemExit, match="another configuration"):
+        attack_check.main(check_arguments(root, checkpoint, out, "--transitions", "8"))
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        attack_check.main(["--dataset", "mnist", "--checkpoint", str(tmp_path / "none.pt")])
+
+
+def test_reference_code_advantage_is_zero_without_a_perturbation():
+    torch.manual_seed(0)
+    vae = ConvVAE(VAEConfig()).eval()
+    x = torch.rand(3, 1, 28, 28)
+    advantage = attack_check.reference_code_advantage(vae, x, x.unsqueeze(1).expand(3, 2, 1, 28, 28))
+    assert advantage["mean"][0] == pytest.approx(0.0, abs=1e-4)
+    assert advantage["fraction_positive"] == 0.0
