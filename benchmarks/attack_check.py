@@ -21,13 +21,13 @@ from pathlib import Path
 import pyro
 import torch
 
-from attacks import mean_and_standard_error
+from attacks import mean_and_standard_error, ms_ssim
 from inference import log_posterior_ratio
 from pyro_vae import (DATASET_NAMES, CheckpointError, ConvVAE, DatasetNotFoundError,
-                      load_checkpoint)
+                      load_checkpoint, log_joint)
 
 from .artifacts import ConfigurationMismatch, RunDirectory
-from .experiment import Experiment, Settings, model_tag
+from .experiment import Experiment, Settings, encoder_latent, model_tag
 from .profiles import PROFILES, with_overrides
 from .run import RUN_SAMPLERS, radius_list, resolve_device
 
@@ -45,6 +45,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also run this defence on the SKL attacks")
     parser.add_argument("--transitions", type=int, default=100, help="defence: T")
     parser.add_argument("--chains", type=int, default=2, help="defence: chains per input")
+    parser.add_argument("--oracle-start", action="store_true",
+                        help="defence: also start the chains at the reference's code μ(x_r)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=None,
@@ -55,6 +57,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("references", "restarts", "transitions", "chains"):
         if getattr(arguments, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if arguments.oracle_start and not arguments.defend:
+        parser.error("--oracle-start needs --defend")
     return arguments
 
 
@@ -80,6 +84,39 @@ def reference_code_advantage(vae: ConvVAE, x_ref: torch.Tensor, adversarial: tor
     advantage = advantage.view(refs, restarts)
     return {"mean": mean_and_standard_error(advantage),
             "fraction_positive": (advantage > 0).float().mean().item()}
+
+
+@torch.no_grad()
+def oracle_start(experiment: Experiment, vae: ConvVAE, x_ref: torch.Tensor,
+                 adversarial: torch.Tensor, defended_z: torch.Tensor) -> dict:
+    """The defence started at the reference's own code μ(x_r) instead of z₀ ~ q(z | x_a).
+
+    If the chains targeting p(z | x_a) leave μ(x_r) for the attacked region, the posterior
+    itself has moved with the attack. Compares with the normal start (``defended_z``, the
+    final states of the same sampler started from the guide): MS-SSIM of the final states
+    against sampled reference reconstructions, and the log density log p(x_a, z) they reach.
+
+    Shape:
+        x_ref: (N, C, H, W); adversarial: (N, R, C, H, W); defended_z: (chains, N·R, D)
+    """
+    refs, restarts = adversarial.shape[:2]
+    x_adv = adversarial.flatten(0, 1)
+    start = vae.encode(x_ref)[0].repeat_interleave(restarts, 0)
+    with torch.enable_grad():
+        oracle_z = experiment.sample(vae, x_adv, init=start).final_z
+    generator = torch.Generator(device=x_ref.device).manual_seed(experiment.settings.seed)
+    result = {}
+    for name, final_z in (("guide_start", defended_z.to(x_ref.device)), ("oracle_start", oracle_z)):
+        chains = final_z.shape[0]
+        z = final_z.transpose(0, 1).flatten(0, 1)  # point-major: (N·R·chains, D)
+        copies = x_ref.repeat_interleave(restarts * chains, 0)
+        reference = vae.decode(encoder_latent(vae, copies, generator))
+        result[name] = {
+            "ms_ssim": mean_and_standard_error(
+                ms_ssim(reference, vae.decode(z)).view(refs, restarts * chains)),
+            "log_joint": mean_and_standard_error(
+                log_joint(vae, x_adv.repeat_interleave(chains, 0), z).view(refs, -1))}
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -140,6 +177,16 @@ def main(argv: list[str] | None = None) -> dict:
         return summary
 
     summary = run_dir.stage("attack_check.json", measure)
+    if arguments.oracle_start:
+        # Its own stage: the configuration (hence every cached stage) does not depend on it.
+        def oracle():
+            adversarial = experiment.attacks(vae, tag, x_ref, classifiers)
+            final_z = experiment.defend(vae, tag, x_ref, {"skl": adversarial["skl"]})["final_z"]
+            return {f"{r:g}": oracle_start(experiment, vae, x_ref, adversarial["skl"][k],
+                                           final_z[f"skl@{r:g}"])
+                    for k, r in enumerate(profile.radii)}
+
+        summary["oracle_start"] = run_dir.stage("oracle_start.json", oracle)
     text = render(summary, radii=profile.radii)
     run_dir.write_text("attack_check.md", text)
     print(text)
@@ -197,6 +244,15 @@ def render(summary: dict, *, radii) -> str:
                          f"| {_pair(means['plain'])} → {_pair(means['defended'])} "
                          f"| {diagnostics['max_rhat']:.2f} "
                          f"| {diagnostics['mean_accept_prob']:.2f} |")
+    if "oracle_start" in summary:
+        lines += ["", "Oracle start: the same chains started at the reference's code μ(x_r) "
+                      "(final states; MS-SSIM against sampled reference reconstructions, "
+                      "log p(x_a, z) in nats):", "",
+                  "| radius | start | MS-SSIM | log p(x_a, z) |", "|---|---|---|---|"]
+        for radius, starts in summary["oracle_start"].items():
+            for start, label in (("guide_start", "z₀ ~ q(z\\|x_a)"), ("oracle_start", "μ(x_r)")):
+                lines.append(f"| {radius} | {label} | {_pair(starts[start]['ms_ssim'])} "
+                             f"| {starts[start]['log_joint'][0]:.1f} |")
     return "\n".join(lines)
 
 

@@ -212,6 +212,20 @@ class Experiment:
         return {k: v.to(self.device) for k, v in
                 self.run_dir.stage(f"attacks/{tag}.pt", attack).items()}
 
+    def sample(self, vae: ConvVAE, inputs: torch.Tensor, init="sample"):
+        """The profile's sampler on p(z | inputs): T transitions, the first ``warmup_fraction``
+        adapting; ``init`` as in :func:`inference.sample_posterior`. Returns PosteriorSamples."""
+        num_transitions, step_size = self.profile.sampler_settings(self.settings.dataset)
+        num_warmup = int(round(self.profile.warmup_fraction * num_transitions))
+        with pyro.validation_enabled(False):  # inputs are in [0, 1] by construction
+            return sample_posterior(
+                vae.model, vae.guide, (inputs,), sampler=self.settings.sampler,
+                num_chains=self.profile.num_chains, num_warmup=num_warmup,
+                num_samples=num_transitions - num_warmup, step_size=step_size,
+                num_leapfrog_steps=self.profile.num_leapfrog_steps, init=init,
+                max_tree_depth=MAX_TREE_DEPTH, seed=self.settings.seed,
+                progress_bar=self.settings.progress)
+
     def defend(self, vae: ConvVAE, tag: str, x_ref: torch.Tensor,
                adversarial: dict[str, torch.Tensor]) -> dict:
         """One batched MCMC call over every input that needs a defence.
@@ -224,20 +238,11 @@ class Experiment:
         for name, per_radius in adversarial.items():
             for k, radius in enumerate(self.profile.radii):
                 groups[f"{name}@{radius:g}"] = per_radius[k].flatten(0, 1)
-        num_transitions, step_size = self.profile.sampler_settings(self.settings.dataset)
-        num_warmup = int(round(self.profile.warmup_fraction * num_transitions))
 
         def run_chains():
             inputs = torch.cat(list(groups.values()))
             started = time.perf_counter()
-            with pyro.validation_enabled(False):  # inputs are in [0, 1] by construction
-                samples = sample_posterior(
-                    vae.model, vae.guide, (inputs,), sampler=self.settings.sampler,
-                    num_chains=self.profile.num_chains, num_warmup=num_warmup,
-                    num_samples=num_transitions - num_warmup, step_size=step_size,
-                    num_leapfrog_steps=self.profile.num_leapfrog_steps,
-                    max_tree_depth=MAX_TREE_DEPTH, seed=self.settings.seed,
-                    progress_bar=self.settings.progress)
+            samples = self.sample(vae, inputs)
             seconds = time.perf_counter() - started
             idata = to_inference_data(samples)
             bounds, start = {}, 0
@@ -256,8 +261,9 @@ class Experiment:
                                for name, span in bounds.items()},
                     "diagnostics": diagnostics,
                     "seconds_per_point": seconds / len(inputs),
-                    "num_transitions": num_transitions, "num_warmup": num_warmup,
-                    "step_size": step_size, "sampler_config": asdict(samples.config),
+                    "num_transitions": samples.config.num_warmup + samples.config.num_samples,
+                    "num_warmup": samples.config.num_warmup,
+                    "step_size": samples.config.step_size, "sampler_config": asdict(samples.config),
                     "final_step_size_mean": float(samples.step_size.mean())}
 
         return self.timed("defence", lambda: self.run_dir.stage(f"chains/{tag}.pt", run_chains))

@@ -109,11 +109,23 @@ def _check_arguments(sampler, num_chains, num_warmup, num_samples, step_size, nu
         (step_size > 0, f"step_size must be > 0, got {step_size}"),
         (num_leapfrog_steps >= 1, f"num_leapfrog_steps (L) must be >= 1, got {num_leapfrog_steps}"),
         (max_tree_depth >= 1, f"max_tree_depth must be >= 1, got {max_tree_depth}"),
-        (init in ("sample", "mean"), f"init must be 'sample' or 'mean', got {init!r}"),
+        (torch.is_tensor(init) or init in ("sample", "mean"),
+         f"init must be 'sample', 'mean' or a tensor of initial latents, got {init!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+def _given_start(init: Tensor, guide_start: Tensor) -> Tensor:
+    """Initial latents given by the caller, checked against the guide's (C, N, D) and tiled."""
+    chains, points, dim = guide_start.shape
+    if init.shape not in ((points, dim), (chains, points, dim)):
+        raise ValueError(f"initial latents must have shape ({points}, {dim}) or "
+                         f"({chains}, {points}, {dim}), got {tuple(init.shape)}")
+    if not torch.isfinite(init).all():
+        raise ValueError("initial latents must be finite")
+    return init.to(guide_start).expand(chains, points, dim).clone()
 
 
 def _device_of(model_args: tuple) -> torch.device:
@@ -134,7 +146,7 @@ def sample_posterior(
     adapt: Literal["auto", "paper", "dual_averaging"] | None = "auto",
     target_accept: float | None = None,
     adapt_after_warmup: bool = False,
-    init: Literal["sample", "mean"] = "sample",
+    init: Literal["sample", "mean"] | Tensor = "sample",
     max_tree_depth: int = 10,
     latent_site: str = "z",
     seed: int | None = None,
@@ -156,7 +168,9 @@ def sample_posterior(
             the Pyro references: dual averaging, map: none). Runs during warm-up only, unless
             ``adapt_after_warmup`` (the paper's code never stopped adapting).
         target_accept: adaptation target; default 0.9 (paper) or 0.8 (dual averaging).
-        init: z₀ ~ q(z|x) (``"sample"``, the paper) or its mean.
+        init: z₀ ~ q(z|x) (``"sample"``, the paper), its mean, or given initial latents,
+            (N, D) for every chain or (num_chains, N, D) (e.g. a warm start, or an oracle start
+            at the clean input's code).
         seed: seeds a ``torch.Generator`` on the data's device that drives every random draw
             (initial latents, momenta, uniforms); None draws a fresh seed (recorded in config).
         progress_bar: Pyro's progress bar, refreshed with step size / acceptance / divergences
@@ -179,10 +193,14 @@ def sample_posterior(
     generator.manual_seed(seed)
     config = SamplerConfig(
         sampler, num_chains, num_warmup, num_samples, float(step_size), num_leapfrog_steps, adapt,
-        target_accept, adapt_after_warmup, init, max_tree_depth, latent_site, seed, str(device),
+        target_accept, adapt_after_warmup, "given" if torch.is_tensor(init) else init,
+        max_tree_depth, latent_site, seed, str(device),
     )
-    z0 = initial_latents(guide, model_args, num_chains=num_chains, init=init,
-                         latent_site=latent_site, generator=generator, model_kwargs=model_kwargs)
+    z0 = initial_latents(guide, model_args, num_chains=num_chains,
+                         init="mean" if torch.is_tensor(init) else init, latent_site=latent_site,
+                         generator=generator, model_kwargs=model_kwargs)
+    if torch.is_tensor(init):
+        z0 = _given_start(init, z0)
     if sampler.startswith("pyro_"):
         z, step, sample_stats, warmup_stats = run_stock_pyro(model, model_args, z0, config, model_kwargs)
         return PosteriorSamples(z, z[:, -1].clone(), step, sample_stats, warmup_stats, config)

@@ -1,6 +1,7 @@
 """benchmarks.attack_check on the smoke run's model: figures, defence, caching and errors."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def checked(smoke_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("attack-check")
     checkpoint = run / "models" / "vae_beta1.pt"
     summary = attack_check.main(check_arguments(root, checkpoint, out, "--defend", "hmc",
-                                                "--transitions", "4"))
+                                                "--transitions", "4", "--oracle-start"))
     return root, checkpoint, out, summary
 
 
@@ -46,7 +47,10 @@ def test_defence_rows_and_report(checked):
     assert sampled["plain"] == summary["attacks"]["ms_ssim"]["0.1"]["plain"]
     assert 0 <= sampled["defended"][0] <= 1
     report = (out / "attack_check.md").read_text()
-    assert "Defence: hmc" in report and "| 0.1 |" in report
+    assert "Defence: hmc" in report and "| 0.1 |" in report and "Oracle start" in report
+    for start in ("guide_start", "oracle_start"):
+        entry = summary["oracle_start"]["0.1"][start]
+        assert 0 <= entry["ms_ssim"][0] <= 1 and math.isfinite(entry["log_joint"][0])
 
 
 @pytest.mark.slow
@@ -54,7 +58,7 @@ def test_rerun_loads_the_cached_figures(checked):
     root, checkpoint, out, summary = checked
     before = (out / "attacks" / "vae_beta1.pt").stat().st_mtime_ns
     again = attack_check.main(check_arguments(root, checkpoint, out, "--defend", "hmc",
-                                              "--transitions", "4"))
+                                              "--transitions", "4", "--oracle-start"))
     assert again == json.loads(json.dumps(summary))
     assert (out / "attacks" / "vae_beta1.pt").stat().st_mtime_ns == before
 
@@ -64,6 +68,13 @@ def test_another_configuration_is_refused(checked):
     root, checkpoint, out, _ = checked
     with pytest.raises(SystemExit, match="another configuration"):
         attack_check.main(check_arguments(root, checkpoint, out, "--transitions", "8"))
+
+
+def test_oracle_start_needs_a_defence(capsys):
+    with pytest.raises(SystemExit):
+        attack_check.parse_arguments(["--dataset", "mnist", "--checkpoint", "m.pt",
+                                      "--oracle-start"])
+    assert "--oracle-start needs --defend" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from inference import SAMPLERS, BatchedHMC, StepSizeAdaptation, sample_posterior
 
@@ -14,7 +15,9 @@ from inference import SAMPLERS, BatchedHMC, StepSizeAdaptation, sample_posterior
         (dict(num_samples=0), "num_samples must be >= 1"),
         (dict(num_warmup=-1), "num_warmup must be >= 0"),
         (dict(max_tree_depth=0), "max_tree_depth must be >= 1"),
-        (dict(init="mode"), "init must be 'sample' or 'mean'"),
+        (dict(init="mode"), "init must be 'sample', 'mean' or a tensor"),
+        (dict(init=torch.zeros(4, 3)), r"initial latents must have shape \(3, 3\)"),
+        (dict(init=torch.full((3, 3), float("nan"))), "initial latents must be finite"),
         (dict(adapt="robbins_monro"), "adapt must be"),
         (dict(sampler="map", adapt="paper"), "no step-size adaptation"),
         (dict(sampler="pyro_hmc", adapt="paper"), "dual averaging only"),

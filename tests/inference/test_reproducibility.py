@@ -33,6 +33,16 @@ def test_init_mean_starts_every_chain_at_the_encoder_mean(problem):
     assert torch.allclose(result.z[0, 0], result.z[1, 0])  # same start, deterministic steps
 
 
+def test_given_initial_latents_start_each_chain_there(problem):
+    x = problem.data(3)
+    start = torch.stack([torch.full((3, 3), 5.0), torch.full((3, 3), -5.0)])  # (C, N, D)
+    result = sample_posterior(problem.model, problem.guide, (x,), sampler="map", init=start,
+                              num_chains=2, num_warmup=0, num_samples=1, step_size=1e-4, seed=0)
+    # one Adam step of size 1e-4 moves each coordinate by at most about 1e-4
+    assert torch.allclose(result.z[:, 0], start, atol=1e-3)
+    assert result.config.init == "given"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("sampler", ["hmc", "nuts"])
 def test_cuda_path_stays_on_the_device(problem, sampler):
