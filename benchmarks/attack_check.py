@@ -67,10 +67,11 @@ def reference_code_advantage(vae: ConvVAE, x_ref: torch.Tensor, adversarial: tor
     """Does the model itself still explain x_a best with the reference's code?
 
     Per attack, log p(x_a, μ(x_r)) − log p(x_a, μ(x_a)) (eq. 11 with x_a in place of x_r):
-    positive means the true posterior of the attacked input prefers the reference's code, so the
-    attack fooled only the encoder and an exact posterior sampler can undo it; negative means the
-    perturbation changed what the decoder's likelihood believes, and no sampler of p(z | x_a)
-    can bring the reconstruction back.
+    positive means the true posterior of the attacked input prefers the reference's code, as the
+    defence assumes (the attack fooled only the encoder); negative means the perturbation also
+    moved what the likelihood prefers, so even exact samples of p(z | x_a) need not look like
+    the reference (``--oracle-start`` tests this with the chains themselves). Both codes are
+    encoder means, not posterior modes: a screening figure, not a proof.
 
     Shape:
         x_ref: (N, C, H, W); adversarial: (N, R, C, H, W) → mean (SE over references) and the
