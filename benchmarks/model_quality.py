@@ -15,30 +15,24 @@ import argparse
 import statistics
 from pathlib import Path
 
-from pyro_vae import DATASET_NAMES, DatasetNotFoundError, evaluate_vae
+from pyro_vae import DatasetNotFoundError, evaluate_vae
 
 from .artifacts import RunDirectory
 from .experiment import Experiment, Settings, model_tag
 from .profiles import PROFILES, with_overrides
-from .run import model_list, resolve_device
+from .run import add_shared_arguments, model_list, resolve_device
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.model_quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    add_shared_arguments(parser, out_help="default runs/<dataset>-models-e<epochs>-seed<seed>")
     parser.add_argument("--models", type=model_list, default=(("vae", 1.0),),
                         help="e.g. vae,beta_vae:5,beta_tcvae:5 (default: vae)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--nll-samples", type=int, default=1000, help="importance samples k")
     parser.add_argument("--points", type=int, default=None,
                         help="evaluate the first N test images (default: all)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default runs/<dataset>-models-e<epochs>-seed<seed>")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
     arguments = parser.parse_args(argv)
     for name in ("epochs", "nll_samples", "points"):
         value = getattr(arguments, name)

@@ -55,23 +55,30 @@ def model_list(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(models)
 
 
+def add_shared_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:
+    """The options every benchmarks command takes: dataset, device, data root, output folder,
+    seed and progress bars."""
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding mnist/ and fashion-mnist/ IDX files "
+                             "(default: $PYRO_VAE_DATA, else ~/.cache/pyro_vae/data)")
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    add_shared_arguments(parser, out_help="run directory (default "
+                                          "runs/<dataset>-<profile>-<sampler>)")
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES),
                         help="paper: full protocol (GPU); quick (default): ~15 min on a 2-core "
                              "CPU; smoke: about a minute")
     parser.add_argument("--sampler", default="hmc", choices=RUN_SAMPLERS,
                         help="the defence: batched HMC (paper), NUTS, or MAP mode finding")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding mnist/ and fashion-mnist/ IDX files "
-                             "(default: $PYRO_VAE_DATA, else ~/.cache/pyro_vae/data)")
-    parser.add_argument("--out", type=Path, default=None, help="run directory")
     parser.add_argument("--fresh", action="store_true", help="recompute every stage")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     knobs = parser.add_argument_group("profile overrides")
     knobs.add_argument("--epochs", type=int)
     knobs.add_argument("--references", type=int)
