@@ -43,16 +43,47 @@ def radius_list(text: str) -> tuple[float, ...]:
     return radii
 
 
+MODEL_FORMS = "vae, beta_vae:<β>, beta_tcvae:<β> (β > 0), comma-separated"
+
+
 def model_list(text: str) -> tuple[tuple[str, float], ...]:
-    """'vae,beta_vae:5,beta_tcvae:5' → (('vae', 1.0), ('beta_vae', 5.0), ('beta_tcvae', 5.0))."""
+    """'vae,beta_vae:5,beta_tcvae:5' → (('vae', 1.0), ('beta_vae', 5.0), ('beta_tcvae', 5.0)).
+
+    Every form is checked here, at parse time, so a bad value stops the command before any work
+    is done or any run directory is pinned.
+    """
     models = []
     for part in text.split(","):
-        kind, _, beta = part.partition(":")
+        kind, has_beta, beta_text = part.strip().partition(":")
         if kind not in ("vae", "beta_vae", "beta_tcvae"):
-            raise argparse.ArgumentTypeError(f"unknown model {kind!r}; use vae, beta_vae:<β> or "
-                                             "beta_tcvae:<β>")
-        models.append((kind, float(beta) if beta else 1.0))
+            raise argparse.ArgumentTypeError(f"unknown model {part!r}; valid forms: {MODEL_FORMS}")
+        if kind == "vae" and has_beta and beta_text.strip() not in ("1", "1.0"):
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: a plain vae has β = 1; for another β use beta_vae:<β>. "
+                f"Valid forms: {MODEL_FORMS}")
+        if kind != "vae" and not has_beta:
+            raise argparse.ArgumentTypeError(f"{part!r} needs its β, e.g. {kind}:5. "
+                                             f"Valid forms: {MODEL_FORMS}")
+        try:
+            beta = float(beta_text) if has_beta else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: β must be a number. "
+                                             f"Valid forms: {MODEL_FORMS}") from None
+        if not beta > 0 or beta != beta or beta == float("inf"):
+            raise argparse.ArgumentTypeError(f"{part!r}: β must be a positive finite number")
+        models.append((kind, beta))
     return tuple(models)
+
+
+def at_least_one(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:

@@ -36,20 +36,22 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """z ↦ mean of p(x|z), squashed by a sigmoid into (0, 1) for 1 and 3 channels alike.
 
-    (The authors' ColorMNIST decoder had no sigmoid, PROTOCOL.md §10; ours always has one.)
+    ``squash=False`` ends in the identity instead: the authors' ColorMNIST decoder
+    (PROTOCOL.md §10), kept as a model option to measure what it changes.
 
     Shape:
         z: (B, latent_dim) → mean: (B, C, 28, 28)
     """
 
-    def __init__(self, num_channels: int, latent_dim: int) -> None:
+    def __init__(self, num_channels: int, latent_dim: int, *, squash: bool = True) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.ConvTranspose2d(latent_dim, 128, 3, stride=1, padding=0, dilation=2), nn.ReLU(),
             nn.ConvTranspose2d(128, 96, 3, stride=1, padding=0), nn.ReLU(),
             nn.ConvTranspose2d(96, 64, 3, stride=1, padding=1), nn.ReLU(),
             nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, num_channels, 4, stride=2, padding=1), nn.Sigmoid(),
+            nn.ConvTranspose2d(32, num_channels, 4, stride=2, padding=1),
+            nn.Sigmoid() if squash else nn.Identity(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

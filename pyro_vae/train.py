@@ -1,6 +1,11 @@
 """SVI training of the VAEs (PROTOCOL.md §4): Adam 5e-4, batch 128, learning rate halved after 10
 epochs without validation improvement, the last epoch's weights kept.
 
+Training is resumable: with ``state_path`` given, the model, the optimiser and scheduler state, both
+random streams and the loss history are written there atomically after every epoch, and a later
+call with the same path and configuration continues from the last finished epoch. A resumed run
+takes the same minibatches and the same learning-rate decisions as an uninterrupted one.
+
 The model's parameters enter Pyro's parameter store only inside ``train_vae`` and only in a private
 scope of that store: ``ConvVAE.model``/``guide`` themselves never call ``pyro.module``, so tracing the
 guide of one trained model (attacks) or conditioning its model (defence) can never pick up another
@@ -10,8 +15,11 @@ model's weights from a global store.
 from __future__ import annotations
 
 import math
+import os
+import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pyro
 import pyro.optim
@@ -19,9 +27,13 @@ import torch
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
+from .checkpoint import CheckpointError, atomic_torch_save
 from .data import DataSplits, batch_of
 from .losses import make_elbo
 from .vae import ConvVAE
+
+TRAIN_STATE_FORMAT = "pyro_vae.train_state/1"
+MODULE_NAME = "vae"  # the parameter-store prefix of the model's weights (optimiser state keys)
 
 
 @dataclass(frozen=True)
@@ -50,12 +62,16 @@ class TrainHistory:
     learning_rate: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
+    @property
+    def epochs_done(self) -> int:
+        return len(self.train_loss)
+
 
 def _with_module(fn, vae: ConvVAE):
     """``fn`` (model or guide) with the VAE's parameters registered for the optimiser."""
 
     def registered(*args, **kwargs):
-        pyro.module("vae", vae)
+        pyro.module(MODULE_NAME, vae)
         return fn(*args, **kwargs)
 
     return registered
@@ -73,11 +89,14 @@ def minibatches(subset, batch_size: int, *, generator: torch.Generator | None = 
 
 def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
               device: torch.device | str = "cpu", progress: bool = True,
-              validation_points: int | None = None) -> TrainHistory:
-    """Train ``vae`` in place with ``pyro.infer.SVI`` and return the loss history.
+              validation_points: int | None = None,
+              state_path: str | os.PathLike | None = None) -> TrainHistory:
+    """Train ``vae`` in place with ``pyro.infer.SVI`` and return the loss history of all epochs.
 
-    The loss is ``make_elbo(vae.config)``: Trace_ELBO with the KL scaled by β (β-VAE) or
-    the β-TCVAE total-correlation ELBO; both are Pyro ELBOs, so this is the only training loop.
+    The loss is ``make_elbo(vae.config)``: the ELBO with the KL scaled by β (β-VAE) or the
+    β-TCVAE total-correlation ELBO; both are Pyro ELBOs, so this is the only training loop.
+    With ``state_path``, every finished epoch is saved there and an existing state is resumed
+    (see the module docstring); a state written for another model or configuration is refused.
     """
     device = torch.device(device)
     vae.to(device).train()
@@ -91,9 +110,12 @@ def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
         "factor": config.lr_factor, "patience": config.lr_patience})
     kl_scale = vae.config.kl_scale
     history = TrainHistory()
+    if state_path is not None and Path(state_path).exists():
+        history = _resume(Path(state_path), vae, config, scheduler, generator, device)
     with pyro.get_param_store().scope():
         svi = SVI(_with_module(vae.model, vae), _with_module(vae.guide, vae), scheduler, elbo)
-        epochs = tqdm(range(config.epochs), desc=f"train {vae.config.kind} β={vae.config.beta:g}",
+        epochs = tqdm(range(history.epochs_done, config.epochs), initial=history.epochs_done,
+                      total=config.epochs, desc=f"train {vae.config.kind} β={vae.config.beta:g}",
                       disable=not progress, unit="epoch")
         for _ in epochs:
             started = time.perf_counter()
@@ -111,8 +133,46 @@ def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
             history.seconds.append(time.perf_counter() - started)
             epochs.set_postfix(train=f"{total / count:.2f}", val=f"{validation:.2f}",
                                lr=f"{history.learning_rate[-1]:.1e}")
+            if state_path is not None:
+                _save_state(Path(state_path), vae, config, scheduler, generator, history)
     vae.eval()
     return history
+
+
+def _save_state(path: Path, vae: ConvVAE, config: TrainConfig,
+                scheduler: pyro.optim.PyroLRScheduler, generator: torch.Generator,
+                history: TrainHistory) -> None:
+    atomic_torch_save({
+        "format": TRAIN_STATE_FORMAT, "train_config": asdict(config),
+        "vae_config": vae.config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in vae.state_dict().items()},
+        "optimizer": scheduler.get_state(), "torch_rng": torch.get_rng_state(),
+        "generator_rng": generator.get_state(), "history": asdict(history)}, path)
+
+
+def _resume(path: Path, vae: ConvVAE, config: TrainConfig,
+            scheduler: pyro.optim.PyroLRScheduler, generator: torch.Generator,
+            device: torch.device) -> TrainHistory:
+    """Load the state at ``path`` into the model, scheduler and random streams."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable training state: {error}") from None
+    if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a pyro_vae training state")
+    # The epoch count may grow (continue a finished run for longer); nothing else may change.
+    mine = {**asdict(config), "epochs": None}
+    theirs = {**state["train_config"], "epochs": None}
+    if mine != theirs or state["vae_config"] != vae.config.to_dict():
+        raise CheckpointError(
+            f"{path} was written by a run with another model or training configuration "
+            f"(saved: {state['vae_config']}, {state['train_config']}; now: "
+            f"{vae.config.to_dict()}, {asdict(config)}); delete it or train into another folder")
+    vae.load_state_dict(state["model"])
+    scheduler.set_state(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    generator.set_state(state["generator_rng"].cpu())
+    return TrainHistory(**state["history"])
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ LATENT_SITE = "z"
 OBSERVED_SITE = "x"
 DATA_PLATE = "data"
 MODEL_KINDS = ("vae", "beta_vae", "beta_tcvae")
+DECODER_OUTPUTS = ("sigmoid", "identity")
 BERNOULLI_CLAMP = 1e-5
 
 
@@ -36,6 +37,11 @@ class VAEConfig:
 
     ``beta`` is the KL weight for ``beta_vae`` and the total-correlation weight for ``beta_tcvae``
     (whose loss is −ELBO + (β − 1)·TC); it must be 1 for ``vae``.
+
+    ``decoder_output`` is the decoder's last layer: ``"sigmoid"`` (PROTOCOL.md §3, ours) or
+    ``"identity"``, the authors' ColorMNIST decoder (PROTOCOL.md §10): the raw output is clamped
+    to [1e-5, 1 − 1e-5] only inside the likelihood, so wherever it lies outside that range
+    log p(x|z) is flat in z.
     """
 
     kind: str = "vae"
@@ -43,6 +49,7 @@ class VAEConfig:
     num_channels: int = 1
     latent_dim: int = 64
     image_size: int = 28
+    decoder_output: str = "sigmoid"
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -53,6 +60,9 @@ class VAEConfig:
             raise ValueError("a plain 'vae' has beta = 1; use kind='beta_vae' for other values")
         if self.num_channels not in (1, 3):
             raise ValueError(f"num_channels must be 1 or 3, got {self.num_channels}")
+        if self.decoder_output not in DECODER_OUTPUTS:
+            raise ValueError(f"unknown decoder_output {self.decoder_output!r}; choose one of "
+                             f"{DECODER_OUTPUTS}")
         if self.image_size != 28:
             raise ValueError("the architecture of PROTOCOL.md §3 is for 28×28 images")
 
@@ -97,7 +107,8 @@ class ConvVAE(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config.num_channels, config.latent_dim)
-        self.decoder = Decoder(config.num_channels, config.latent_dim)
+        self.decoder = Decoder(config.num_channels, config.latent_dim,
+                               squash=config.decoder_output == "sigmoid")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z|x), each (B, latent_dim)."""
@@ -105,8 +116,15 @@ class ConvVAE(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean of p(x|z), (B, C, 28, 28) in (0, 1)."""
-        return self.decoder(z)
+        """Mean of p(x|z), (B, C, 28, 28) in [0, 1].
+
+        With the sigmoid decoder this is the network's output; with the authors' identity output
+        it is the clamped output the likelihood uses, so reconstructions stay images.
+        """
+        mean = self.decoder(z)
+        if self.config.decoder_output == "identity":
+            mean = mean.clamp(BERNOULLI_CLAMP, 1 - BERNOULLI_CLAMP)
+        return mean
 
     def model(self, x: torch.Tensor, *, kl_scale: float = 1.0) -> torch.Tensor:
         """p(z) p(x|z) with x observed; returns z."""
@@ -117,7 +135,7 @@ class ConvVAE(nn.Module):
                 [self.config.latent_dim]).to_event(1)
             with poutine.scale(scale=kl_scale):
                 z = pyro.sample(LATENT_SITE, prior)
-            probs = self.decoder(z).clamp(BERNOULLI_CLAMP, 1 - BERNOULLI_CLAMP)
+            probs = self.decoder(z).clamp(BERNOULLI_CLAMP, 1 - BERNOULLI_CLAMP)  # as the authors
             # Continuous intensities are not in the Bernoulli support; the log-likelihood
             # x log p + (1 − x) log(1 − p) is still what the paper uses, so skip that check.
             likelihood = dist.Bernoulli(probs=probs, validate_args=False).to_event(3)
