@@ -10,7 +10,7 @@ from .classifiers import ClassifierConfig, classifier_accuracy, train_latent_cla
 from .divergences import (Divergence, Gaussian, forward_kl, gaussian_kl, reverse_kl,
                           squared_mean_distance, symmetric_kl)
 from .encoders import Classifier, Decoder, Encoder, encoder_from_guide
-from .metrics import MS_SSIM_WEIGHTS, adversarial_accuracy, mean_and_standard_error, ms_ssim
+from .metrics import MS_SSIM_VARIANTS, MS_SSIM_WEIGHTS, adversarial_accuracy, mean_and_standard_error, ms_ssim
 from .objectives import (BoundObjective, ClassifierCrossEntropy, EncoderDivergence,
                          LatentTarget, MaximumDamage, Objective, OutputTarget)
 from .pgd import AttackResult, PGDConfig, draw_start_noise, pgd_attack
@@ -20,7 +20,7 @@ from .threat import check_images, check_radius, project
 __all__ = [
     "AttackResult", "BoundObjective", "Classifier", "ClassifierConfig", "ClassifierCrossEntropy",
     "Decoder", "Divergence", "Encoder", "EncoderDivergence", "Gaussian", "LatentTarget",
-    "MS_SSIM_WEIGHTS", "MaximumDamage", "Objective", "OutputTarget", "PGDConfig",
+    "MS_SSIM_VARIANTS", "MS_SSIM_WEIGHTS", "MaximumDamage", "Objective", "OutputTarget", "PGDConfig",
     "adversarial_accuracy", "check_images", "check_radius", "classifier_accuracy",
     "draw_start_noise", "encoder_from_guide", "forward_kl", "gaussian_kl",
     "mean_and_standard_error", "ms_ssim", "pgd_attack", "project", "reverse_kl",

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from pyro_vae import ConvVAE, TrainConfig, VAEConfig, evaluate_vae, load_dataset, train_vae
+from pyro_vae import (CheckpointError, ConvVAE, TrainConfig, VAEConfig, evaluate_vae, load_dataset,
+                      train_vae)
 
 # The best model that ignores z, the per-pixel mean image of the training set, scores a test NLL of
 # 205.8 nats under the same Bernoulli likelihood (measured on ../shared/data MNIST). A VAE whose
@@ -39,3 +40,37 @@ def test_training_moves_weights_on_synthetic_data(synthetic_root):
     history = train_vae(vae, splits, TrainConfig(epochs=2, batch_size=8), progress=False)
     assert len(history.train_loss) == 2 and all(map(math.isfinite, history.validation_loss))
     assert all(not torch.equal(a, b) for a, b in zip(before, vae.parameters()))
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(synthetic_root, tmp_path):
+    """Two epochs in one go, and one epoch then a resumed second, give identical weights and
+    history: the state file carries model, optimiser, scheduler and both random streams."""
+    splits = load_dataset("mnist", synthetic_root, num_validation=6, download=False)
+    config = TrainConfig(epochs=2, batch_size=8, lr_patience=0)  # patience 0: the LR moves too
+    straight = ConvVAE(VAEConfig())
+    torch.manual_seed(1)
+    resumed = ConvVAE(VAEConfig())
+    resumed.load_state_dict(straight.state_dict())
+    history = train_vae(straight, splits, config, progress=False)
+
+    state = tmp_path / "state.pt"
+    first = train_vae(resumed, splits, TrainConfig(epochs=1, batch_size=8, lr_patience=0),
+                      progress=False, state_path=state)
+    assert first.epochs_done == 1 and state.is_file()
+    fresh_process = ConvVAE(VAEConfig())  # as after a restart: weights come from the state file
+    torch.manual_seed(123)  # the global stream too
+    second = train_vae(fresh_process, splits, config, progress=False, state_path=state)
+    assert second.train_loss == history.train_loss
+    assert second.learning_rate == history.learning_rate
+    for (name, a), b in zip(straight.state_dict().items(), fresh_process.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resuming_with_another_configuration_is_refused(synthetic_root, tmp_path):
+    splits = load_dataset("mnist", synthetic_root, num_validation=6, download=False)
+    state = tmp_path / "state.pt"
+    train_vae(ConvVAE(VAEConfig()), splits, TrainConfig(epochs=1, batch_size=8), progress=False,
+              state_path=state)
+    with pytest.raises(CheckpointError, match="another model or training configuration"):
+        train_vae(ConvVAE(VAEConfig()), splits, TrainConfig(epochs=2, batch_size=4),
+                  progress=False, state_path=state)

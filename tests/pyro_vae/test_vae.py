@@ -102,3 +102,23 @@ def test_pixels_outside_unit_interval_are_rejected(bad):
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         VAEConfig(**kwargs)
+
+
+def test_identity_decoder_is_the_authors_clamped_likelihood():
+    """decoder_output='identity' (PROTOCOL.md §10): the raw output is clamped only inside the
+    likelihood, so decode() stays in [1e-5, 1 − 1e-5] and, where the raw output leaves that range,
+    log p(x|z) has no gradient in z; the weights have the same names as the sigmoid decoder's."""
+    sigmoid = ConvVAE(VAEConfig(num_channels=3))
+    identity = ConvVAE(VAEConfig(num_channels=3, decoder_output="identity"))
+    assert sigmoid.state_dict().keys() == identity.state_dict().keys()
+    with torch.no_grad():  # push every raw output far below 0: the clamp is active everywhere
+        identity.decoder.net[-2].bias.fill_(-50.0)
+    z = torch.randn(4, 64, requires_grad=True)
+    mean = identity.decode(z)
+    assert mean.min() >= 1e-5 and mean.max() <= 1 - 1e-5
+    x = torch.rand(4, 3, 28, 28)
+    trace = poutine.trace(poutine.condition(identity.model, data={"z": z})).get_trace(x)
+    (gradient,) = torch.autograd.grad(trace.nodes["x"]["fn"].log_prob(x).sum(), z)
+    assert torch.count_nonzero(gradient) == 0
+    with pytest.raises(ValueError, match="decoder_output"):
+        VAEConfig(decoder_output="tanh")
