@@ -15,10 +15,15 @@ def stratified_references(labels: Tensor, *, generator: torch.Generator,
     """Indices of a random sample with equal numbers from every stratum, reproducible by seed.
 
     A stratum is a distinct label value, or for labels (N, k) a distinct row (e.g. digit ×
-    colour). Give exactly one of ``per_class`` (that many from every stratum) or ``total``: each
-    stratum gets ``total // S`` and ``total % S`` strata, chosen at random, one more — needed
-    when there are more strata than references (ColorMNIST: 70 digit × colour pairs, 50 points).
-    The result is grouped by stratum (in sorted label order), random within each stratum.
+    colour). Give exactly one of ``per_class`` (that many from every stratum) or ``total``.
+    With ``total`` and one label column, each stratum gets ``total // S`` and ``total % S``
+    strata, chosen at random, one more. With two columns (digit, colour) both margins are
+    balanced instead: every value of the first column gets ``total // K₁`` points (the
+    remainder to random values), and the second-column values are dealt to them cyclically in a
+    random order, so each second-column value gets ``total // K₂`` or one more and a first-column
+    value never repeats a second-column value before using them all (ColorMNIST, 50 points:
+    5 per digit in 5 distinct colours, 7 or 8 per colour). The result is grouped by stratum (in
+    sorted label order), random within each stratum.
 
     Shape:
         labels: (N,) or (N, k) → indices: (M,) int64, M = per_class·S or total
@@ -40,9 +45,8 @@ def stratified_references(labels: Tensor, *, generator: torch.Generator,
     else:
         if total < 0:
             raise ValueError(f"total must be >= 0, got {total}")
-        quota = torch.full((num_strata,), total // num_strata)
-        lucky = torch.randperm(num_strata, generator=generator, device=generator.device).cpu()
-        quota[lucky[: total % num_strata]] += 1
+        quota = (_balanced_margins(strata, total, generator) if strata.dim() == 2
+                 and strata.shape[1] == 2 else _even_quota(num_strata, total, generator))
     short = (sizes < quota).nonzero().flatten()
     if short.numel():
         first = short[0].item()
@@ -57,3 +61,32 @@ def stratified_references(labels: Tensor, *, generator: torch.Generator,
     starts = torch.cumsum(sizes, 0) - sizes
     rank = torch.arange(labels.shape[0]) - starts[by_stratum.values]
     return members[rank < quota[by_stratum.values]].to(labels.device)
+
+
+def _even_quota(num_strata: int, total: int, generator: torch.Generator) -> Tensor:
+    """``total`` points over ``num_strata`` strata, the remainder to random strata."""
+    quota = torch.full((num_strata,), total // num_strata)
+    lucky = torch.randperm(num_strata, generator=generator, device=generator.device).cpu()
+    quota[lucky[: total % num_strata]] += 1
+    return quota
+
+
+def _balanced_margins(strata: Tensor, total: int, generator: torch.Generator) -> Tensor:
+    """Quota per (first, second) stratum with both margins balanced (see the caller).
+
+    Shape:
+        strata: (S, 2) distinct label pairs, sorted → (S,) counts summing to ``total``
+    """
+    firsts, seconds = strata[:, 0].unique(), strata[:, 1].unique()
+    per_first = _even_quota(len(firsts), total, generator)
+    order = seconds[torch.randperm(len(seconds), generator=generator,
+                                   device=generator.device).cpu()]
+    dealt = order[torch.arange(total) % len(seconds)]  # the second-column values, cyclically
+    first_of = firsts.repeat_interleave(per_first)
+    quota = torch.zeros(strata.shape[0], dtype=torch.long)
+    for first, second in zip(first_of.tolist(), dealt.tolist()):
+        match = ((strata[:, 0] == first) & (strata[:, 1] == second)).nonzero().flatten()
+        if match.numel() == 0:
+            raise ValueError(f"no point has labels {[first, second]}; cannot balance both margins")
+        quota[match[0]] += 1
+    return quota

@@ -7,12 +7,13 @@ from .evaluate import Evaluation, evaluate_vae, log_joint
 from .losses import TotalCorrelationELBO, make_elbo, total_correlation_mws
 from .train import TrainConfig, TrainHistory, minibatches, train_vae
 from .vae import DATA_PLATE, LATENT_SITE, OBSERVED_SITE, ConvVAE, VAEConfig, check_images
+from .zoo import PretrainedNotFound, pretrained, zoo_index
 
 __all__ = [
     "COLOURS", "DATA_PLATE", "DATA_ROOT_ENV", "DATASET_NAMES", "LATENT_SITE", "OBSERVED_SITE",
     "CheckpointError", "ColorMNIST", "ConvVAE", "DatasetNotFoundError", "Evaluation",
-    "FashionMNIST", "MNIST", "TotalCorrelationELBO", "TrainConfig", "TrainHistory", "VAEConfig",
+    "FashionMNIST", "MNIST", "PretrainedNotFound", "TotalCorrelationELBO", "TrainConfig", "TrainHistory", "VAEConfig",
     "batch_of", "check_images", "evaluate_vae", "load_checkpoint", "load_dataset", "log_joint",
-    "make_elbo", "minibatches", "resolve_data_root", "save_checkpoint", "total_correlation_mws",
-    "train_vae",
+    "make_elbo", "minibatches", "pretrained", "resolve_data_root", "save_checkpoint", "total_correlation_mws",
+    "train_vae", "zoo_index",
 ]

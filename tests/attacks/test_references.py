@@ -37,6 +37,22 @@ def test_total_spreads_as_evenly_as_possible():
     assert sorted(torch.bincount(labels[chosen], minlength=70).unique().tolist()) == [1, 2]
 
 
+def test_total_over_two_columns_balances_both_margins():
+    """ColorMNIST's 50 references: 5 per digit, each digit in 5 distinct colours, 7 or 8 per
+    colour, every digit present (a joint-stratum draw can leave a digit out)."""
+    generator = torch.Generator().manual_seed(6)
+    labels = torch.stack([torch.randint(0, 10, (5000,), generator=generator),
+                          torch.randint(0, 7, (5000,), generator=generator)], dim=1)
+    for seed in range(5):
+        chosen = stratified_references(labels, total=50,
+                                       generator=torch.Generator().manual_seed(seed))
+        digits, colours = labels[chosen, 0], labels[chosen, 1]
+        assert chosen.unique().numel() == 50
+        assert torch.equal(torch.bincount(digits, minlength=10), torch.full((10,), 5))
+        assert sorted(torch.bincount(colours, minlength=7).unique().tolist()) == [7, 8]
+        assert all(colours[digits == d].unique().numel() == 5 for d in range(10))
+
+
 def test_selection_is_uniform_within_a_stratum():
     labels = torch.zeros(4, dtype=torch.long)
     hits = torch.zeros(4)
