@@ -5,14 +5,16 @@ knows nothing about images or VAEs.
 """
 
 from inference.adaptation import AdaptState, StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
-from inference.api import SAMPLERS, PosteriorSamples, SamplerConfig, sample_posterior
+from inference.api import PosteriorSamples, SamplerConfig, sample_posterior
 from inference.diagnostics import DiagnosticsSummary, convergence, save_netcdf, summarize, to_inference_data
 from inference.hmc import HMCInfo, HMCState, hmc_init, hmc_step
 from inference.integrator import leapfrog
 from inference.kernels import BatchedHMC, BatchedKernel, BatchedMAP, BatchedNUTS
+from inference.mala import BatchedMALA
 from inference.map import MAPInfo, MAPState, map_init, map_step
 from inference.nuts import NUTSInfo, nuts_step
 from inference.posterior_ratio import KSResult, ks_two_sample, log_posterior_ratio
+from inference.samplers import SAMPLERS, RunResult, SamplerRegistry, SamplerSpec
 from inference.target import PosteriorTarget, initial_latents
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "AdaptState",
     "BatchedHMC",
     "BatchedKernel",
+    "BatchedMALA",
     "BatchedMAP",
     "BatchedNUTS",
     "DiagnosticsSummary",
@@ -31,7 +34,10 @@ __all__ = [
     "NUTSInfo",
     "PosteriorSamples",
     "PosteriorTarget",
+    "RunResult",
     "SamplerConfig",
+    "SamplerRegistry",
+    "SamplerSpec",
     "StepSizeAdaptation",
     "adapt_end_warmup",
     "adapt_init",

@@ -1,9 +1,11 @@
 """One entry point for the defence's sampler: ``sample_posterior(..., sampler=...)``.
 
-The samplers differ by one argument: batched ``"hmc"`` (the paper's Algorithm 1), batched
-``"nuts"``, ``"map"`` (Adam mode finding, Appendix B.3), and the references ``"pyro_hmc"`` /
-``"pyro_nuts"`` (stock Pyro kernels, one chain per point, for small N). All start from the
-encoder, z₀ ~ q(z|x) (or its mean), and return the same :class:`PosteriorSamples` record.
+The samplers differ by one argument, a name of the registry :data:`inference.samplers.SAMPLERS`:
+batched ``"hmc"`` (the paper's Algorithm 1, trajectory jittered by default), batched
+``"nuts"``, ``"mala"`` (HMC with one leapfrog step and its own adaptation), ``"map"`` (Adam
+mode finding, Appendix B.3), and the references ``"pyro_hmc"`` / ``"pyro_nuts"`` (stock Pyro
+kernels, one chain per point, for small N). All start from the encoder, z₀ ~ q(z|x) (or its
+mean, or given latents), and return the same :class:`PosteriorSamples` record.
 """
 
 from __future__ import annotations
@@ -12,26 +14,25 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
-from pyro.infer import MCMC
 from torch import Tensor
 
-from inference.adaptation import ADAPT_KINDS, StepSizeAdaptation
-from inference.kernels import BatchedHMC, BatchedMAP, BatchedNUTS
-from inference.reference import run_stock_pyro
+from inference.adaptation import ADAPT_KINDS
+from inference.samplers import SAMPLERS, SamplerSpec
 from inference.target import initial_latents
 
-SAMPLERS = ("hmc", "nuts", "map", "pyro_hmc", "pyro_nuts")
-_AUTO_ADAPT = {"hmc": "paper", "nuts": "dual_averaging", "map": None,
-               "pyro_hmc": "dual_averaging", "pyro_nuts": "dual_averaging"}
 _DEFAULT_TARGET_ACCEPT = {"paper": 0.9, "dual_averaging": 0.8}
-# ArviZ's sample_stats names for the fields of the *Info records.
-_STAT_NAMES = {"accept_prob": "acceptance_rate", "num_steps": "n_steps"}
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
     """Every setting of one ``sample_posterior`` run, as resolved (``adapt="auto"`` replaced by
-    the kind used, ``seed`` by the seed actually drawn when none was given)."""
+    the kind used, ``seed`` by the seed actually drawn when none was given, ``jitter`` by the
+    sampler's default when none was given, ``num_leapfrog_steps`` by the sampler's own L where
+    it has one).
+
+    jitter: each transition's step size is η·(1 + jitter·(2u − 1)), u ~ U(0, 1) per chain;
+    0 is the paper's fixed trajectory η·L (see :class:`~inference.kernels.BatchedKernel`).
+    """
 
     sampler: str
     num_chains: int
@@ -47,6 +48,7 @@ class SamplerConfig:
     latent_site: str
     seed: int
     device: str
+    jitter: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,17 @@ class PosteriorSamples:
     Shape:
         - z: (num_chains, num_samples, N, D), the kept draws (warm-up excluded)
         - final_z: (num_chains, N, D), the state after the last transition (the defence's output)
-        - step_size: (num_chains, N), the step sizes a further transition would use
+        - step_size: (num_chains, N), the (un-jittered) step sizes a further transition would use
         - sample_stats / warmup_stats: name -> (num_chains, T, N) with T = num_samples /
           num_warmup; ArviZ names (``diverging``, ``acceptance_rate``, ``energy``, ``lp`` =
-          log p(x, z), ``step_size``, ``n_steps``, ``tree_depth`` for NUTS, ``accepted`` for
-          HMC and MAP). The stock-Pyro references record ``step_size`` and ``diverging`` only.
+          log p(x, z), ``step_size`` = the η each transition integrated with (jittered when
+          ``config.jitter`` > 0), ``n_steps``, ``n_grad_evals`` = potential-and-gradient
+          evaluations spent on the chain by the transition, ``tree_depth`` for NUTS,
+          ``accepted`` for HMC, MALA and MAP). The stock-Pyro references record ``step_size``
+          and ``diverging`` only.
+        - num_grad_evals: (num_chains, N) int64, every evaluation of the run per chain and point,
+          the one at the initial state included (= 1 + the sum of ``n_grad_evals`` over warm-up
+          and kept transitions); None for the stock-Pyro references, which do not expose it.
     """
 
     z: Tensor
@@ -69,33 +77,34 @@ class PosteriorSamples:
     sample_stats: dict[str, Tensor]
     warmup_stats: dict[str, Tensor]
     config: SamplerConfig
+    num_grad_evals: Tensor | None = None
 
 
-def _info_to_stats(info) -> dict[str, Tensor]:
-    """Stacked Info record (fields (T, C, N)) -> ArviZ-named stats of shape (C, T, N)."""
-    if info is None:
-        return {}
-    stats = {}
-    for name, value in info._asdict().items():
-        if name == "potential":
-            stats["lp"] = -value.transpose(0, 1)
-        else:
-            stats[_STAT_NAMES.get(name, name)] = value.transpose(0, 1)
-    return stats
-
-
-def _resolve_adaptation(sampler: str, adapt: str | None, target_accept: float | None):
+def _resolve_adaptation(spec: SamplerSpec, adapt: str | None, target_accept: float | None):
     if adapt == "auto":
-        adapt = _AUTO_ADAPT[sampler]
+        adapt = spec.default_adapt
     if adapt is not None and adapt not in ADAPT_KINDS:
         raise ValueError(f"adapt must be 'auto', None or one of {ADAPT_KINDS}, got {adapt!r}")
-    if sampler == "map" and adapt is not None:
-        raise ValueError("sampler='map' has no step-size adaptation; use adapt=None or 'auto'")
-    if sampler.startswith("pyro_") and adapt == "paper":
-        raise ValueError("stock Pyro kernels adapt by dual averaging only; use adapt='dual_averaging' or None")
+    if adapt is not None and adapt not in spec.adapt_kinds:
+        if not spec.adapt_kinds:
+            raise ValueError(f"sampler={spec.name!r} has no step-size adaptation; use adapt=None or 'auto'")
+        allowed = " or ".join(repr(kind) for kind in spec.adapt_kinds)
+        raise ValueError(f"sampler={spec.name!r} adapts by {allowed} only; use adapt={allowed} or None")
     if adapt is None:
         return None, None
-    return adapt, _DEFAULT_TARGET_ACCEPT[adapt] if target_accept is None else target_accept
+    if target_accept is None:
+        target_accept = spec.target_accept if spec.target_accept is not None else _DEFAULT_TARGET_ACCEPT[adapt]
+    return adapt, target_accept
+
+
+def _resolve_jitter(spec: SamplerSpec, jitter: float | None) -> float:
+    if jitter is None:
+        return spec.jitter
+    if not 0.0 <= jitter < 1.0:
+        raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+    if jitter and not spec.jitter_allowed:
+        raise ValueError(f"sampler={spec.name!r} has no step-size jitter; use jitter=None or 0")
+    return float(jitter)
 
 
 def _check_arguments(sampler, num_chains, num_warmup, num_samples, step_size, num_leapfrog_steps,
@@ -137,7 +146,7 @@ def sample_posterior(
     guide: Callable,
     model_args: tuple = (),
     *,
-    sampler: Literal["hmc", "nuts", "map", "pyro_hmc", "pyro_nuts"] = "hmc",
+    sampler: str = "hmc",
     num_chains: int = 2,
     num_warmup: int = 100,
     num_samples: int = 100,
@@ -152,6 +161,7 @@ def sample_posterior(
     seed: int | None = None,
     progress_bar: bool = False,
     model_kwargs: dict | None = None,
+    jitter: float | None = None,
 ) -> PosteriorSamples:
     """Sample p(z|x) ∝ p(x|z) p(z) for every point of ``model_args`` (paper Section 3).
 
@@ -159,20 +169,31 @@ def sample_posterior(
         model, guide: Pyro model and guide of the interface described in
             :class:`~inference.target.PosteriorTarget` (data plate over dim -1, latent site
             ``latent_site`` of shape (N, D); the guide's site is a Normal).
-        sampler: ``"hmc"`` (L fixed leapfrog steps), ``"nuts"`` (multinomial NUTS up to
-            ``max_tree_depth``), ``"map"`` (Adam on U with learning rate ``step_size``; each
-            kept "draw" is one optimisation step), ``"pyro_hmc"``/``"pyro_nuts"`` (stock
-            ``pyro.infer.mcmc`` kernels, one chain per point: slow, for small N).
+        sampler: a name of :data:`inference.samplers.SAMPLERS`: ``"hmc"`` (L leapfrog steps
+            per transition), ``"nuts"`` (multinomial NUTS up to ``max_tree_depth``; the
+            potential is evaluated for the chains still extending their trees only),
+            ``"mala"`` (one leapfrog step, dual averaging to acceptance 0.574), ``"map"`` (Adam
+            on U with learning rate ``step_size``; each kept "draw" is one optimisation step),
+            ``"pyro_hmc"``/``"pyro_nuts"`` (stock ``pyro.infer.mcmc`` kernels, one chain per
+            point: slow, for small N).
         adapt: per-chain step-size adaptation: ``"paper"`` (η_t = η_{t−1}(1 + 0.01(α−0.9)/0.9),
-            PROTOCOL.md §7), ``"dual_averaging"``, None, or ``"auto"`` (hmc: paper, nuts and
-            the Pyro references: dual averaging, map: none). Runs during warm-up only, unless
-            ``adapt_after_warmup`` (the paper's code never stopped adapting).
-        target_accept: adaptation target; default 0.9 (paper) or 0.8 (dual averaging).
+            PROTOCOL.md §7), ``"dual_averaging"``, None, or ``"auto"`` (the sampler's default:
+            hmc: paper, nuts, mala and the Pyro references: dual averaging, map: none). Runs
+            during warm-up only, unless ``adapt_after_warmup`` (the paper's code never stopped
+            adapting).
+        target_accept: adaptation target; default the sampler's (mala: 0.574) or the kind's,
+            0.9 (paper) or 0.8 (dual averaging).
+        jitter: step-size jitter j ∈ [0, 1): each transition, each chain integrates with
+            η·(1 + j·(2u − 1)), u ~ U(0, 1), so the trajectory length varies and cannot
+            resonate with the posterior (see :class:`~inference.kernels.BatchedKernel`).
+            None: the sampler's default (hmc: 0.5, the others 0). ``jitter=0`` with
+            ``sampler="hmc"`` is the paper's exact fixed-L algorithm.
         init: z₀ ~ q(z|x) (``"sample"``, the paper), its mean, or given initial latents,
             (N, D) for every chain or (num_chains, N, D) (e.g. a warm start, or an oracle start
             at the clean input's code).
         seed: seeds a ``torch.Generator`` on the data's device that drives every random draw
-            (initial latents, momenta, uniforms); None draws a fresh seed (recorded in config).
+            (initial latents, jitter, momenta, uniforms); None draws a fresh seed (recorded in
+            config).
         progress_bar: Pyro's progress bar, refreshed with step size / acceptance / divergences
             every 50 transitions (each refresh reads device values).
 
@@ -181,51 +202,33 @@ def sample_posterior(
     are replaced by 0 before sampling. (With Pyro validation on, the model's and guide's own
     checks reject non-finite data up front.)
 
+    Cost: every run records its potential-and-gradient evaluations per chain and point
+    (``num_grad_evals`` and the ``n_grad_evals`` stat), the unit in which the defence's cost
+    is comparable across samplers.
+
     Shape:
         tensor ``model_args`` have N rows; returns z (C, S, N, D) etc., see PosteriorSamples.
     """
     _check_arguments(sampler, num_chains, num_warmup, num_samples, step_size, num_leapfrog_steps,
                      max_tree_depth, init)
-    adapt, target_accept = _resolve_adaptation(sampler, adapt, target_accept)
+    spec = SAMPLERS[sampler]
+    adapt, target_accept = _resolve_adaptation(spec, adapt, target_accept)
+    jitter = _resolve_jitter(spec, jitter)
     device = _device_of(model_args)
     generator = torch.Generator(device=device)
     seed = generator.seed() if seed is None else seed
     generator.manual_seed(seed)
     config = SamplerConfig(
-        sampler, num_chains, num_warmup, num_samples, float(step_size), num_leapfrog_steps, adapt,
-        target_accept, adapt_after_warmup, "given" if torch.is_tensor(init) else init,
-        max_tree_depth, latent_site, seed, str(device),
+        sampler, num_chains, num_warmup, num_samples, float(step_size),
+        spec.num_leapfrog_steps or num_leapfrog_steps, adapt, target_accept, adapt_after_warmup,
+        "given" if torch.is_tensor(init) else init, max_tree_depth, latent_site, seed, str(device),
+        jitter,
     )
     z0 = initial_latents(guide, model_args, num_chains=num_chains,
                          init="mean" if torch.is_tensor(init) else init, latent_site=latent_site,
                          generator=generator, model_kwargs=model_kwargs)
     if torch.is_tensor(init):
         z0 = _given_start(init, z0)
-    if sampler.startswith("pyro_"):
-        z, step, sample_stats, warmup_stats = run_stock_pyro(model, model_args, z0, config, model_kwargs)
-        return PosteriorSamples(z, z[:, -1].clone(), step, sample_stats, warmup_stats, config)
-
-    adaptation = None
-    if adapt is not None:
-        adaptation = StepSizeAdaptation(adapt, target_accept, continue_after_warmup=adapt_after_warmup)
-    common = dict(step_size=step_size, adaptation=adaptation, generator=generator, latent_site=latent_site)
-    if sampler == "hmc":
-        kernel = BatchedHMC(model, num_leapfrog_steps=num_leapfrog_steps, **common)
-    elif sampler == "nuts":
-        kernel = BatchedNUTS(model, max_tree_depth=max_tree_depth, **common)
-    else:
-        kernel = BatchedMAP(model, **common)
-    mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup,
-                initial_params={latent_site: z0}, disable_progbar=not progress_bar, transforms={})
-    mcmc.run(*model_args, **(model_kwargs or {}))
-    draws = mcmc.get_samples(group_by_chain=True)[latent_site][0]  # (S, C, N, D)
-    records = kernel.diagnostics()
-    z = draws.transpose(0, 1).contiguous()
-    return PosteriorSamples(
-        z=z,
-        final_z=kernel.state.z.clone(),
-        step_size=kernel.step_size.clone(),
-        sample_stats=_info_to_stats(records["samples"]),
-        warmup_stats=_info_to_stats(records["warmup"]),
-        config=config,
-    )
+    result = spec.run(model, model_args, z0, config, generator, model_kwargs, progress_bar)
+    return PosteriorSamples(result.z, result.final_z, result.step_size, result.sample_stats,
+                            result.warmup_stats, config, result.num_grad_evals)

@@ -37,8 +37,10 @@ class HMCInfo(NamedTuple):
 
     accept_prob: min(1, exp(−ΔH)), 0 when ΔH is not finite.  accepted: the Metropolis outcome.
     diverging: ΔH > 1000 or a non-finite energy/gradient.  energy: H = U + ½|p|² at the returned
-    state with its momentum.  potential: U at the returned state.  step_size: the η used.
-    num_steps: leapfrog steps integrated.
+    state with its momentum.  potential: U at the returned state.  step_size: the η used (the
+    jittered one when the kernel jitters).  num_steps: leapfrog steps integrated.
+    num_grad_evals: potential-and-gradient evaluations spent on this chain (= num_steps: the
+    gradient at the start is carried over from the previous transition).
     """
 
     accept_prob: Tensor
@@ -48,6 +50,7 @@ class HMCInfo(NamedTuple):
     potential: Tensor
     step_size: Tensor
     num_steps: Tensor
+    num_grad_evals: Tensor
 
 
 def _finite_rows(x: Tensor) -> Tensor:
@@ -114,5 +117,6 @@ def hmc_step(
         potential=new_state.potential,
         step_size=step_size,
         num_steps=torch.full_like(potential, num_steps, dtype=torch.int64),
+        num_grad_evals=torch.full_like(potential, num_steps, dtype=torch.int64),
     )
     return new_state, info

@@ -10,6 +10,10 @@ apart from kept draws, and handed back by :meth:`BatchedKernel.diagnostics` (whi
 also collects) as ``{"warmup": Info, "samples": Info, ...}`` with every Info field stacked
 over transitions, shape (T, C, N). The records survive ``cleanup()`` (which only frees the
 conditioned model) and are reset by the next ``setup()``.
+
+Every transition can jitter each chain's step size (``jitter`` > 0, see :class:`BatchedKernel`),
+and every kernel counts the potential-and-gradient evaluations spent on each chain
+(:attr:`BatchedKernel.num_grad_evals`), the cost unit of the defence.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from inference.adaptation import StepSizeAdaptation, adapt_end_warmup, adapt_ini
 from inference.hmc import hmc_init, hmc_step
 from inference.map import map_init, map_step
 from inference.nuts import nuts_step
-from inference.target import PosteriorTarget, ValueAndGrad
+from inference.target import PosteriorTarget, RowsValueAndGrad, ValueAndGrad
 
 
 def stack_infos(infos: list[NamedTuple]) -> NamedTuple | None:
@@ -41,8 +45,20 @@ class BatchedKernel(MCMCKernel):
 
     Give either ``model`` (a Pyro model whose args arrive through ``MCMC.run(*model_args)``;
     the potential is :class:`~inference.target.PosteriorTarget`) or ``potential_fn``, a
-    value-and-grad callable z (C, N, D) -> (U (C, N), grad (C, N, D)). Initial latents are set
-    through ``initial_params`` (``MCMC(..., initial_params={latent_site: z0})``).
+    value-and-grad callable z (C, N, D) -> (U (C, N), grad (C, N, D)); a ``potential_fn`` with
+    a ``value_and_grad_rows`` method (like PosteriorTarget's) also lets NUTS evaluate only the
+    chains it still integrates. Initial latents are set through ``initial_params``
+    (``MCMC(..., initial_params={latent_site: z0})``).
+
+    ``jitter`` j ∈ [0, 1): every transition, every chain integrates with step size
+    η·(1 + j·(2u − 1)), u ~ U(0, 1) drawn from ``generator``, around its (adapted) η. Randomising
+    the step size of each trajectory (Mackenzie 1989, "An improved hybrid Monte Carlo method",
+    Phys. Lett. B 226; Neal 2011, "MCMC using Hamiltonian dynamics", Section 5.4) breaks
+    the periodicity of a fixed trajectory η·L: on a Gaussian, a fixed η·L near half a period
+    reflects the chain about the mean at every transition and it never forgets its start. The
+    step size rather than L is jittered so that every chain still integrates exactly L steps,
+    which batched chains in step need to waste nothing. j = 0 is the paper's fixed trajectory.
+    The adaptation keeps adapting η from the jittered transitions' acceptance.
 
     Shape:
         initial latents (C, N, D); ``step_size``: a float or a tensor broadcastable to (C, N).
@@ -57,17 +73,21 @@ class BatchedKernel(MCMCKernel):
         adaptation: StepSizeAdaptation | None = None,
         generator: torch.Generator | None = None,
         latent_site: str = "z",
+        jitter: float = 0.0,
         progress_every: int = 50,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of `model` or `potential_fn`")
         if not bool(torch.all(torch.as_tensor(step_size) > 0)):
             raise ValueError(f"step_size must be > 0, got {step_size}")
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
         self.model = model
         self.potential_fn = potential_fn
         self.latent_site = latent_site
         self.adaptation = adaptation
         self.generator = generator
+        self.jitter = jitter
         self.progress_every = progress_every
         # Latents live in unconstrained space; a non-None value tells MCMC not to look for any.
         self.transforms: dict = {}
@@ -76,6 +96,8 @@ class BatchedKernel(MCMCKernel):
         self._records: dict[str, list] = {"warmup": [], "samples": []}
         self._progress: OrderedDict = OrderedDict()
         self._value_and_grad: ValueAndGrad | None = None
+        self._value_and_grad_rows: RowsValueAndGrad | None = None
+        self._num_grad_evals: Tensor | None = None
         self._state = None
         self._adapt = None
         self._t = 0
@@ -99,6 +121,25 @@ class BatchedKernel(MCMCKernel):
         """The current ``*State`` record of all chains."""
         return self._state
 
+    @property
+    def num_grad_evals(self) -> Tensor:
+        """Potential-and-gradient evaluations spent on every chain since ``setup()``, the one
+        at the initial state included. Shape: (C, N), int64."""
+        return self._num_grad_evals
+
+    @classmethod
+    def from_config(cls, model: Callable, config, *, adaptation: StepSizeAdaptation | None,
+                    generator: torch.Generator | None) -> "BatchedKernel":
+        """The kernel for one ``sample_posterior`` run, from its resolved
+        :class:`~inference.api.SamplerConfig` (the sampler's own options come from
+        :meth:`_config_options`)."""
+        return cls(model, step_size=config.step_size, adaptation=adaptation, generator=generator,
+                   latent_site=config.latent_site, jitter=config.jitter, **cls._config_options(config))
+
+    @classmethod
+    def _config_options(cls, config) -> dict:
+        return {}
+
     def setup(self, warmup_steps: int, *model_args, **model_kwargs):
         if not self._initial_params or self.latent_site not in self._initial_params:
             raise ValueError(f"set initial_params={{{self.latent_site!r}: z0}} with z0 of shape (C, N, D)")
@@ -116,19 +157,23 @@ class BatchedKernel(MCMCKernel):
                 num_chains=z0.shape[0], model_kwargs=model_kwargs,
             )
             self._value_and_grad = target.value_and_grad
+            self._value_and_grad_rows = target.value_and_grad_rows
         else:
             self._value_and_grad = self.potential_fn
+            self._value_and_grad_rows = getattr(self.potential_fn, "value_and_grad_rows", None)
         self._warmup_steps = warmup_steps
         self._t = 0
         self._records = {"warmup": [], "samples": []}
-        self._state = self._init_state(z0.detach())
+        self._num_grad_evals = torch.zeros(z0.shape[:-1], dtype=torch.int64, device=z0.device)
+        self._state = self._start(z0.detach())
         step = torch.as_tensor(self._step_size0, dtype=z0.dtype, device=z0.device)
         self._adapt = adapt_init(step.expand(z0.shape[:-1]).clone())
 
     def cleanup(self):
-        # Free the conditioned model (it holds the tiled data); the final state, step sizes and
-        # records stay readable.
+        # Free the conditioned model (it holds the tiled data); the final state, step sizes,
+        # records and counts stay readable.
         self._value_and_grad = None
+        self._value_and_grad_rows = None
 
     def end_warmup(self):
         """Switch to the step sizes of the kept draws (unless adaptation continues)."""
@@ -138,16 +183,31 @@ class BatchedKernel(MCMCKernel):
     def sample(self, params: dict) -> dict:
         z = params[self.latent_site]
         if z is not self._state.z:  # the caller moved the chains: start again from there
-            self._state = self._init_state(z.detach())
+            self._state = self._start(z.detach())
         if self._t == self._warmup_steps:
             self.end_warmup()
         in_warmup = self._t < self._warmup_steps
-        self._state, info = self._transition(self._state, self._adapt.step_size)
+        self._state, info = self._transition(self._state, self._jittered(self._adapt.step_size))
+        self._num_grad_evals += info.num_grad_evals
         self._records["warmup" if in_warmup else "samples"].append(info)
         if self.adaptation is not None and (in_warmup or self.adaptation.continue_after_warmup):
             self._adapt = adapt_update(self.adaptation, self._adapt, self._adaptation_statistic(info))
         self._t += 1
         return {self.latent_site: self._state.z}
+
+    def _start(self, z: Tensor):
+        """Initial state (one potential-and-gradient evaluation per chain)."""
+        state = self._init_state(z)
+        self._num_grad_evals += 1
+        return state
+
+    def _jittered(self, step_size: Tensor) -> Tensor:
+        """This transition's step sizes, η·(1 + j·(2u − 1)) per chain. Shape: (C, N)."""
+        if self.jitter == 0.0:  # the paper's fixed trajectory; no draw, so its stream is unchanged
+            return step_size
+        uniform = torch.rand(step_size.shape, generator=self.generator, dtype=step_size.dtype,
+                             device=step_size.device)
+        return step_size * (1.0 + self.jitter * (2.0 * uniform - 1.0))
 
     def _adaptation_statistic(self, info) -> Tensor:
         return info.accept_prob
@@ -188,9 +248,11 @@ class BatchedKernel(MCMCKernel):
 
 
 class BatchedHMC(BatchedKernel):
-    """HMC with a fixed number of leapfrog steps L for every chain of every point (Algorithm 1).
+    """HMC with L leapfrog steps for every chain of every point (Algorithm 1).
 
-    See :func:`inference.hmc.hmc_step`; per-chain step size, accept/reject and divergence.
+    See :func:`inference.hmc.hmc_step`; per-chain step size, accept/reject and divergence. With
+    ``jitter`` = 0 this is the paper's fixed trajectory η·L; ``jitter`` > 0 randomises η per
+    transition and chain (see :class:`BatchedKernel`), L stays fixed.
     """
 
     def __init__(self, model=None, potential_fn=None, *, num_leapfrog_steps: int = 20, **kwargs):
@@ -198,6 +260,10 @@ class BatchedHMC(BatchedKernel):
             raise ValueError(f"num_leapfrog_steps must be >= 1, got {num_leapfrog_steps}")
         self.num_leapfrog_steps = num_leapfrog_steps
         super().__init__(model, potential_fn, **kwargs)
+
+    @classmethod
+    def _config_options(cls, config) -> dict:
+        return {"num_leapfrog_steps": config.num_leapfrog_steps}
 
     def _init_state(self, z):
         return hmc_init(z, self._value_and_grad)
@@ -207,7 +273,9 @@ class BatchedHMC(BatchedKernel):
 
 
 class BatchedNUTS(BatchedKernel):
-    """Multinomial NUTS with per-chain trees, see :func:`inference.nuts.nuts_step`."""
+    """Multinomial NUTS with per-chain trees, see :func:`inference.nuts.nuts_step`; the
+    potential is evaluated for the chains still extending their trees only (when the target
+    has ``value_and_grad_rows``)."""
 
     def __init__(self, model=None, potential_fn=None, *, max_tree_depth: int = 10, **kwargs):
         if max_tree_depth < 1:
@@ -215,12 +283,17 @@ class BatchedNUTS(BatchedKernel):
         self.max_tree_depth = max_tree_depth
         super().__init__(model, potential_fn, **kwargs)
 
+    @classmethod
+    def _config_options(cls, config) -> dict:
+        return {"max_tree_depth": config.max_tree_depth}
+
     def _init_state(self, z):
         return hmc_init(z, self._value_and_grad)
 
     def _transition(self, state, step_size):
         return nuts_step(
-            state, self._value_and_grad, step_size, self.generator, max_tree_depth=self.max_tree_depth
+            state, self._value_and_grad, step_size, self.generator, max_tree_depth=self.max_tree_depth,
+            value_and_grad_rows=self._value_and_grad_rows,
         )
 
 
@@ -233,6 +306,8 @@ class BatchedMAP(BatchedKernel):
     def __init__(self, model=None, potential_fn=None, **kwargs):
         if kwargs.get("adaptation") is not None:
             raise ValueError("MAP has no step-size adaptation; pass adaptation=None")
+        if kwargs.get("jitter", 0.0) != 0.0:
+            raise ValueError("MAP has no step-size jitter; pass jitter=0")
         super().__init__(model, potential_fn, **kwargs)
 
     def _init_state(self, z):

@@ -36,13 +36,15 @@ class MAPInfo(NamedTuple):
     """What one optimisation step did, per chain. Every field has shape (*B).
 
     accepted: the step was kept (finite potential and gradient).  diverging: it was undone.
-    potential: U after the step.  step_size: Adam's learning rate.
+    potential: U after the step.  step_size: Adam's learning rate.  num_grad_evals: 1, the
+    potential and gradient at the new iterate.
     """
 
     accepted: Tensor
     diverging: Tensor
     potential: Tensor
     step_size: Tensor
+    num_grad_evals: Tensor
 
 
 def map_init(z: Tensor, value_and_grad: ValueAndGrad) -> MAPState:
@@ -79,5 +81,6 @@ def map_step(state: MAPState, value_and_grad: ValueAndGrad, step_size: Tensor) -
         torch.where(keep, second, state.second_moment),
         torch.where(accepted, count, state.num_updates),
     )
-    info = MAPInfo(accepted, ~accepted, new_state.potential, step_size)
+    info = MAPInfo(accepted, ~accepted, new_state.potential, step_size,
+                   torch.ones_like(accepted, dtype=torch.int64))
     return new_state, info

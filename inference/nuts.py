@@ -7,12 +7,18 @@ by leaf, its proposal chosen by progressive *uniform* multinomial sampling among
 then merged into the tree by progressive *biased* sampling. A subtree that diverges or makes
 a U-turn inside itself is discarded and ends the trajectory (Stan's rule).
 
-Batching: all chains build the subtree of the same depth in lockstep; the leaf index within a
+Batching: all chains build the subtree of the same depth in step; the leaf index within a
 subtree is a Python integer shared by every chain, so the U-turn checks of every balanced
-sub-subtree ending at a leaf use Python-indexed checkpoints (no gathers). A chain that has
-stopped is frozen by masks (its leapfrog steps are still computed but never used). The only
-host synchronisations are one per tree depth (whether any chain still grows) and one per
-transition (seeding the transition's own generator, see :func:`nuts_step`).
+sub-subtree ending at a leaf use Python-indexed checkpoints (no gathers). Chains that have
+stopped are frozen by masks. The potential, the only expensive part, is evaluated for the
+chains still extending their trees only: their rows are gathered, integrated and scattered
+back (``value_and_grad_rows``), so the cost of a transition follows the leapfrog steps each
+chain actually uses rather than C·N times the deepest tree. Without a rows function (a bare
+``value_and_grad`` of the whole batch) every chain is evaluated at every leaf, as in lockstep.
+
+Host synchronisations: one per leaf (which chains still build: the size of the next potential
+call depends on it; a subtree ends as soon as none does), one per tree depth (whether any chain
+still grows) and one per transition (seeding its generators, see :func:`nuts_step`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from torch import Tensor
 
 from inference.hmc import MAX_DELTA_ENERGY, HMCState, kinetic_energy
 from inference.integrator import leapfrog
-from inference.target import ValueAndGrad
+from inference.target import RowsValueAndGrad, ValueAndGrad
 
 
 class NUTSInfo(NamedTuple):
@@ -42,6 +48,7 @@ class NUTSInfo(NamedTuple):
     potential: Tensor
     step_size: Tensor
     num_steps: Tensor
+    num_grad_evals: Tensor
     tree_depth: Tensor
 
 
@@ -76,6 +83,47 @@ def _checkpoint_range(leaf: int) -> tuple[int, int]:
     return top - trailing_ones + 1, top
 
 
+def _leapfrog_leaf(
+    edge: _Edge,
+    signed_step: Tensor,
+    building: Tensor,
+    value_and_grad: ValueAndGrad,
+    value_and_grad_rows: RowsValueAndGrad | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+    """One leapfrog step from every building chain's subtree edge, None if no chain builds.
+
+    With ``value_and_grad_rows`` only the building chains are integrated (gathered, evaluated,
+    scattered back); the other rows come back as the edge with potential 0, values the caller
+    masks out. Returns (z, momentum, potential, grad, evaluated) with evaluated the (*B) mask
+    of chains whose potential was computed.
+
+    Shape: edge fields (*B, D); signed_step, building (*B).
+    """
+    flat = building.reshape(-1)
+    rows = flat.nonzero().squeeze(-1)  # host sync: the size of the potential call
+    count = rows.numel()
+    if count == 0:
+        return None
+    if value_and_grad_rows is None or count == flat.numel():
+        z, momentum, potential, grad = leapfrog(edge.z, edge.momentum, edge.grad, signed_step, 1, value_and_grad)
+        return z, momentum, potential, grad, torch.ones_like(building)
+    dim = edge.z.shape[-1]
+
+    def gather(x: Tensor) -> Tensor:
+        return x.reshape(-1, dim).index_select(0, rows)
+
+    def scatter(base: Tensor, values: Tensor) -> Tensor:
+        return base.reshape(-1, dim).index_copy(0, rows, values).view_as(base)
+
+    z, momentum, potential, grad = leapfrog(
+        gather(edge.z), gather(edge.momentum), gather(edge.grad),
+        signed_step.reshape(-1).index_select(0, rows), 1, lambda z_rows: value_and_grad_rows(z_rows, rows),
+    )
+    full_potential = torch.zeros_like(flat, dtype=potential.dtype).index_copy(0, rows, potential)
+    return (scatter(edge.z, z), scatter(edge.momentum, momentum), full_potential.view_as(building),
+            scatter(edge.grad, grad), building)
+
+
 def nuts_step(
     state: HMCState,
     value_and_grad: ValueAndGrad,
@@ -83,14 +131,18 @@ def nuts_step(
     generator: torch.Generator | None,
     *,
     max_tree_depth: int = 10,
+    value_and_grad_rows: RowsValueAndGrad | None = None,
 ) -> tuple[HMCState, NUTSInfo]:
     """One multinomial NUTS transition per chain.
 
-    Randomness: the momentum and a seed for a transition-local generator are drawn from
-    ``generator`` in fixed shapes; directions and multinomial uniforms come from the local
-    generator, one (*B)-shaped draw per depth / leaf. A chain therefore sees the same random
-    numbers whatever the other chains do (how long the lockstep loop runs does not shift the
-    next transition's stream).
+    ``value_and_grad_rows`` (see :data:`inference.target.RowsValueAndGrad`), when given,
+    evaluates the potential of the chains still extending their trees only.
+
+    Randomness: the momentum and a seed s are drawn from ``generator`` in fixed shapes; tree
+    depth d draws its directions and multinomial uniforms from its own generator seeded s + d,
+    one (*B)-shaped draw per depth / leaf. A chain therefore sees the same random numbers
+    whatever the other chains do (how many leaves a subtree runs before every chain has stopped
+    shifts neither the next depth's stream nor the next transition's).
 
     Shape: step_size (*B); returns the new state and a :class:`NUTSInfo` of shape (*B).
     """
@@ -98,7 +150,6 @@ def nuts_step(
     options = dict(dtype=z0.dtype, device=z0.device)
     momentum0 = torch.randn(z0.shape, generator=generator, **options)
     seed = int(torch.randint(0, 2**62, (), generator=generator, device=z0.device))
-    local = torch.Generator(device=z0.device).manual_seed(seed)
     batch = potential0.shape
 
     energy0 = potential0 + kinetic_energy(momentum0)
@@ -111,13 +162,15 @@ def nuts_step(
     diverging = ~active
     tree_depth = torch.zeros(batch, dtype=torch.int64, device=z0.device)
     num_steps = torch.zeros(batch, dtype=torch.int64, device=z0.device)
+    num_grad_evals = torch.zeros(batch, dtype=torch.int64, device=z0.device)
     accept_sum = torch.zeros(batch, **options)
     checkpoint_momentum: list[Tensor | None] = [None] * max(max_tree_depth, 1)
     checkpoint_sum: list[Tensor | None] = [None] * max(max_tree_depth, 1)
 
     for depth in range(max_tree_depth):
-        forward = torch.rand(batch, generator=local, **options) < 0.5
-        merge_uniform = torch.rand(batch, generator=local, **options)
+        depth_generator = torch.Generator(device=z0.device).manual_seed(seed + depth)
+        forward = torch.rand(batch, generator=depth_generator, **options) < 0.5
+        merge_uniform = torch.rand(batch, generator=depth_generator, **options)
         edge = _select(forward, right, left)
         signed_step = torch.where(forward, step_size, -step_size)
         tree_depth = tree_depth + active.long()
@@ -130,10 +183,12 @@ def nuts_step(
         sub_momentum_sum = torch.zeros_like(momentum0)
 
         for leaf in range(2**depth):
-            leaf_uniform = torch.rand(batch, generator=local, **options)
-            z, momentum, potential, grad = leapfrog(
-                edge.z, edge.momentum, edge.grad, signed_step, 1, value_and_grad
-            )
+            leaf_uniform = torch.rand(batch, generator=depth_generator, **options)
+            step = _leapfrog_leaf(edge, signed_step, building, value_and_grad, value_and_grad_rows)
+            if step is None:  # every chain has left this subtree: the remaining leaves are void
+                break
+            z, momentum, potential, grad, evaluated = step
+            num_grad_evals = num_grad_evals + evaluated.long()
             delta = potential + kinetic_energy(momentum) - energy0
             finite = torch.isfinite(delta) & torch.isfinite(grad).all(-1) & torch.isfinite(z).all(-1)
             delta = torch.where(finite, delta, torch.full_like(delta, float("inf")))
@@ -188,7 +243,7 @@ def nuts_step(
 
         diverging = diverging | sub_diverging
         active = merged & ~_is_turning(left.momentum, right.momentum, momentum_sum)
-        if not bool(active.any()):  # one host sync per depth
+        if not bool(active.any()):
             break
 
     info = NUTSInfo(
@@ -198,6 +253,7 @@ def nuts_step(
         potential=proposal.potential,
         step_size=step_size,
         num_steps=num_steps,
+        num_grad_evals=num_grad_evals,
         tree_depth=tree_depth,
     )
     return proposal, info

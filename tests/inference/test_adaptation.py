@@ -36,11 +36,12 @@ def test_step_sizes_follow_each_points_scale(scaled_problem, adapt):
     assert torch.unique(step).numel() == step.numel()  # every chain adapted on its own
 
 
-@pytest.mark.parametrize("sampler, adapt", [("hmc", "paper"), ("hmc", "dual_averaging"), ("nuts", "dual_averaging")])
+@pytest.mark.parametrize("sampler, adapt", [("hmc", "paper"), ("hmc", "dual_averaging"), ("nuts", "dual_averaging"),
+                                            ("mala", "dual_averaging")])
 def test_adaptation_frozen_after_warmup_unless_asked(problem, sampler, adapt):
     x = problem.data(4)
     options = dict(sampler=sampler, num_chains=2, num_warmup=20, num_samples=10, step_size=0.3,
-                   num_leapfrog_steps=3, max_tree_depth=3, adapt=adapt, seed=1)
+                   num_leapfrog_steps=3, max_tree_depth=3, adapt=adapt, jitter=0.0, seed=1)
     frozen = sample_posterior(problem.model, problem.guide, (x,), **options)
     steps = frozen.sample_stats["step_size"]
     assert not frozen.config.adapt_after_warmup
@@ -53,7 +54,33 @@ def test_adaptation_frozen_after_warmup_unless_asked(problem, sampler, adapt):
     assert (continued.sample_stats["step_size"] != continued.sample_stats["step_size"][:, :1]).any()
 
 
+@pytest.mark.parametrize("sampler", ["hmc", "nuts"])
+def test_jittered_step_sizes_spread_around_the_frozen_one(problem, sampler):
+    x = problem.data(4)
+    result = sample_posterior(problem.model, problem.guide, (x,), sampler=sampler, num_chains=2, num_warmup=20,
+                              num_samples=200, step_size=0.3, num_leapfrog_steps=3, max_tree_depth=3,
+                              jitter=0.5, seed=1)
+    assert result.config.jitter == 0.5
+    ratio = result.sample_stats["step_size"] / result.step_size.unsqueeze(1)  # (C, S, N)
+    assert ((ratio >= 0.5) & (ratio <= 1.5)).all()
+    # uniform on [0.5, 1.5] per chain and transition: mean 1, sd 1/√12 ≈ 0.29
+    assert abs(float(ratio.mean()) - 1.0) < 0.03 and abs(float(ratio.std()) - 12**-0.5) < 0.03
+    assert (ratio[:, 1:] != ratio[:, :1]).any(1).all() and (ratio[0] != ratio[1]).any()
+
+
+def test_default_jitter_per_sampler(problem):
+    x = problem.data(3)
+    options = dict(num_chains=2, num_warmup=2, num_samples=2, num_leapfrog_steps=2, max_tree_depth=2, seed=0)
+    defaults = {name: sample_posterior(problem.model, problem.guide, (x,), sampler=name, **options).config
+                for name in ("hmc", "nuts", "mala", "map")}
+    assert {name: config.jitter for name, config in defaults.items()} == {"hmc": 0.5, "nuts": 0.0, "mala": 0.0,
+                                                                            "map": 0.0}
+    assert defaults["mala"].num_leapfrog_steps == 1
+    assert (defaults["mala"].adapt, defaults["mala"].target_accept) == ("dual_averaging", 0.574)
+
+
 def test_no_adaptation_keeps_the_initial_step_size(problem):
     result = sample_posterior(problem.model, problem.guide, (problem.data(3),), num_warmup=5,
-                              num_samples=5, num_leapfrog_steps=2, step_size=0.07, adapt=None, seed=0)
+                              num_samples=5, num_leapfrog_steps=2, step_size=0.07, adapt=None, jitter=0, seed=0)
     assert (result.warmup_stats["step_size"] == 0.07).all() and (result.sample_stats["step_size"] == 0.07).all()
+    assert (result.step_size == 0.07).all()

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from inference import SAMPLERS, BatchedHMC, StepSizeAdaptation, sample_posterior
+from inference import SAMPLERS, BatchedHMC, BatchedMAP, StepSizeAdaptation, sample_posterior
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(sampler="mala"), "unknown sampler 'mala'; choose one of " + ", ".join(SAMPLERS)),
+        (dict(sampler="slice"), "unknown sampler 'slice'; choose one of " + ", ".join(SAMPLERS)),
         (dict(step_size=0.0), "step_size must be > 0"),
         (dict(step_size=-0.1), "step_size must be > 0"),
         (dict(num_leapfrog_steps=0), r"num_leapfrog_steps \(L\) must be >= 1"),
@@ -20,7 +20,11 @@ from inference import SAMPLERS, BatchedHMC, StepSizeAdaptation, sample_posterior
         (dict(init=torch.full((3, 3), float("nan"))), "initial latents must be finite"),
         (dict(adapt="robbins_monro"), "adapt must be"),
         (dict(sampler="map", adapt="paper"), "no step-size adaptation"),
-        (dict(sampler="pyro_hmc", adapt="paper"), "dual averaging only"),
+        (dict(sampler="pyro_hmc", adapt="paper"), "adapts by 'dual_averaging' only"),
+        (dict(jitter=1.0), r"jitter must be in \[0, 1\)"),
+        (dict(jitter=-0.1), r"jitter must be in \[0, 1\)"),
+        (dict(sampler="map", jitter=0.2), "no step-size jitter"),
+        (dict(sampler="pyro_nuts", jitter=0.2), "no step-size jitter"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(problem, kwargs, message):
@@ -38,3 +42,7 @@ def test_kernel_checks_its_arguments(problem):
         BatchedHMC(problem.model, step_size=0.0)
     with pytest.raises(ValueError, match="target_accept"):
         StepSizeAdaptation("paper", target_accept=1.5)
+    with pytest.raises(ValueError, match=r"jitter must be in \[0, 1\)"):
+        BatchedHMC(problem.model, step_size=0.1, jitter=1.5)
+    with pytest.raises(ValueError, match="no step-size jitter"):
+        BatchedMAP(problem.model, step_size=0.1, jitter=0.1)

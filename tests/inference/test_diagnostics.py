@@ -13,7 +13,7 @@ def run(problem, sampler="hmc", num_chains=2):
                             num_leapfrog_steps=4, max_tree_depth=4, seed=3)
 
 
-@pytest.mark.parametrize("sampler", ["hmc", "nuts"])
+@pytest.mark.parametrize("sampler", ["hmc", "nuts", "mala"])
 def test_inference_data_layout(problem, sampler):
     result = run(problem, sampler)
     idata = to_inference_data(result)
@@ -24,13 +24,14 @@ def test_inference_data_layout(problem, sampler):
     np.testing.assert_array_equal(z.values, result.z.numpy())
 
     stats = idata.sample_stats
-    expected = {"diverging", "acceptance_rate", "step_size", "energy", "lp", "n_steps"}
+    expected = {"diverging", "acceptance_rate", "step_size", "energy", "lp", "n_steps", "n_grad_evals"}
     expected |= {"tree_depth"} if sampler == "nuts" else {"accepted"}
     assert set(stats.data_vars) == expected
     assert stats["diverging"].dims == ("chain", "draw", "point")
     assert stats["diverging"].dtype == bool
     assert idata.warmup_sample_stats["step_size"].shape == (2, 10, NUM_POINTS)
     assert idata.posterior.attrs["sampler"] == sampler
+    assert idata.posterior.attrs["jitter"] == result.config.jitter
 
 
 def test_convergence_and_summary(problem):
