@@ -166,6 +166,9 @@ class BatchedKernel(MCMCKernel):
         self._records = {"warmup": [], "samples": []}
         self._num_grad_evals = torch.zeros(z0.shape[:-1], dtype=torch.int64, device=z0.device)
         self._state = self._start(z0.detach())
+        # MCMC hands these params to the first sample(): give it the state's own tensor, so the
+        # start is not mistaken for a move by the caller (and evaluated a second time).
+        self._initial_params = {**self._initial_params, self.latent_site: self._state.z}
         step = torch.as_tensor(self._step_size0, dtype=z0.dtype, device=z0.device)
         self._adapt = adapt_init(step.expand(z0.shape[:-1]).clone())
 

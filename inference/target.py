@@ -101,7 +101,7 @@ class PosteriorTarget:
     Shape:
         - model args and kwargs: tensors with N rows (dim 0); other values pass through
         - ``potential(z)``, ``log_joint(z)``: z (C, N, D) -> (C, N)
-        - ``value_and_grad(z)``: z (C, N, D) -> ((C, N), (C, N, D))
+        - ``value_and_grad(z)``, ``target(z)``: z (C, N, D) -> ((C, N), (C, N, D))
         - ``value_and_grad_rows(z_rows, rows)``: z_rows (K, D), rows (K,) flat chain-major
           indices c·N + n -> ((K,), (K, D))
     """
@@ -194,6 +194,10 @@ class PosteriorTarget:
             potential = self.potential(z)
             (grad,) = torch.autograd.grad(potential.sum(), z)
         return potential.detach(), grad
+
+    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`value_and_grad`, so a target is itself a kernel's ``potential_fn``."""
+        return self.value_and_grad(z)
 
     def value_and_grad_rows(self, z_rows: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         """U and dU/dz of the chains ``rows`` only, one model call on their gathered data.

@@ -23,7 +23,7 @@ class LinearGaussian:
 
     def model(self, x):
         with pyro.plate("data", x.shape[0], dim=-1):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT_DIM), 1.0).to_event(1))
+            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1))
             loc = z @ self.weight.T + self.bias
             pyro.sample("x", dist.Normal(loc, self.noise).to_event(1), obs=x)
 
@@ -38,19 +38,24 @@ class LinearGaussian:
 
     def posterior(self, x):
         """Exact posterior mean (N, D) and covariance (D, D)."""
-        precision = torch.eye(LATENT_DIM) + self.weight.T @ self.weight / self.noise**2
+        precision = torch.eye(self.latent_dim) + self.weight.T @ self.weight / self.noise**2
         cov = torch.linalg.inv(precision)
         mean = (x - self.bias) @ self.weight @ cov / self.noise**2
         return mean, cov
 
-    latent_dim: int = LATENT_DIM
-    data_dim: int = DATA_DIM
+    @property
+    def latent_dim(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def data_dim(self) -> int:
+        return self.weight.shape[0]
 
     def data(self, num_points, seed=1):
         """x drawn from the model, shape (num_points, P)."""
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(num_points, LATENT_DIM, generator=g)
-        noise = torch.randn(num_points, DATA_DIM, generator=g)
+        z = torch.randn(num_points, self.latent_dim, generator=g)
+        noise = torch.randn(num_points, self.data_dim, generator=g)
         return z @ self.weight.T + self.bias + self.noise * noise
 
     def log_joint(self, x, z):
@@ -66,9 +71,23 @@ def make_problem(noise=0.7, seed=0):
     return LinearGaussian(weight, bias, noise)
 
 
+def make_narrow_problem(posterior_sd=(0.10, 0.13, 0.16, 0.19), data_dim=6, seed=0):
+    """Unit noise and W = Q·diag(√(1/s² − 1)) with orthonormal columns Q, so the posterior
+    covariance is exactly diag(s²): narrow, axis-aligned, with known widths."""
+    sd = torch.tensor(posterior_sd)
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(data_dim, len(posterior_sd), generator=g))
+    return LinearGaussian(q * (1 / sd**2 - 1).sqrt(), torch.zeros(data_dim), 1.0)
+
+
 @pytest.fixture
 def problem():
     return make_problem()
+
+
+@pytest.fixture
+def narrow_problem():
+    return make_narrow_problem()
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,8 @@ import pytest
 import torch
 from pyro.infer import MCMC
 
-from inference import BatchedHMC, BatchedMAP, BatchedNUTS, HMCInfo, NUTSInfo, StepSizeAdaptation, leapfrog
+from inference import (BatchedHMC, BatchedMALA, BatchedMAP, BatchedNUTS, HMCInfo, NUTSInfo, PosteriorTarget,
+                       StepSizeAdaptation, leapfrog)
 from inference.hmc import hmc_init, hmc_step, kinetic_energy
 from inference.nuts import _checkpoint_range
 
@@ -92,3 +93,44 @@ def test_nuts_stops_at_max_tree_depth():
     mcmc.run()
     info = kernel.diagnostics()["samples"]
     assert (info.tree_depth == 3).all() and (info.num_steps == 7).all()
+
+
+def _nuts_run(potential_fn, z0, **options):
+    kernel = BatchedNUTS(potential_fn=potential_fn, step_size=0.3, max_tree_depth=6,
+                         generator=torch.Generator().manual_seed(0), **options)
+    mcmc = MCMC(kernel, num_samples=25, warmup_steps=0, initial_params={"z": z0}, disable_progbar=True)
+    mcmc.run()
+    return mcmc.get_samples(group_by_chain=True)["z"][0], kernel
+
+
+def test_nuts_evaluates_only_the_chains_still_building(problem):
+    x = problem.data(40)
+    target = PosteriorTarget(problem.model, (x,), num_chains=2)
+    z0 = torch.randn(2, 40, problem.latent_dim, generator=torch.Generator().manual_seed(1))
+    gathered, kernel = _nuts_run(target, z0)
+    lockstep, lockstep_kernel = _nuts_run(lambda z: target.value_and_grad(z), z0)  # no rows method
+    assert torch.allclose(gathered, lockstep, atol=1e-5)  # same chains, up to float rounding
+
+    info, lockstep_info = kernel.diagnostics()["samples"], lockstep_kernel.diagnostics()["samples"]
+    assert torch.equal(info.num_grad_evals, info.num_steps)  # every gradient computed is used
+    used, computed = lockstep_info.num_steps.sum(), lockstep_info.num_grad_evals.sum()
+    assert (lockstep_info.num_grad_evals >= lockstep_info.num_steps).all() and used < 0.9 * computed
+    # lockstep: every chain is evaluated as often as the transition's longest trajectory needs
+    evals = lockstep_info.num_grad_evals
+    assert (evals == evals[:, :1, :1]).all()
+    assert torch.equal(evals[:, 0, 0], lockstep_info.num_steps.amax(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("kernel_class, per_transition", [(BatchedHMC, 4), (BatchedMALA, 1), (BatchedNUTS, None)])
+def test_kernels_count_gradient_evaluations_per_chain(kernel_class, per_transition):
+    options = {"num_leapfrog_steps": 4} if kernel_class is BatchedHMC else {}
+    kernel = kernel_class(potential_fn=gaussian(torch.tensor([1.0, 0.2])), step_size=0.3, jitter=0.3,
+                          generator=torch.Generator().manual_seed(0), **options)
+    mcmc = MCMC(kernel, num_samples=6, warmup_steps=3, initial_params={"z": torch.ones(2, 3, 2)},
+                disable_progbar=True)
+    mcmc.run()
+    records = kernel.diagnostics()
+    per_chain = records["warmup"].num_grad_evals.sum(0) + records["samples"].num_grad_evals.sum(0)
+    assert torch.equal(kernel.num_grad_evals, 1 + per_chain)  # the initial evaluation included
+    if per_transition is not None:
+        assert (records["samples"].num_grad_evals == per_transition).all()

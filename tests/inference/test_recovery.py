@@ -1,12 +1,14 @@
 """Samplers recover the closed-form posterior of the linear-Gaussian model within Monte Carlo
 error, the error measured with ArviZ's effective sample size."""
 
+import math
+
 import arviz as az
 import numpy as np
 import pytest
 import torch
 
-from inference import sample_posterior
+from inference import convergence, sample_posterior, to_inference_data
 
 
 def assert_matches_gaussian(draws, mean, cov, z_scores=5.0):
@@ -34,10 +36,9 @@ def assert_matches_gaussian(draws, mean, cov, z_scores=5.0):
     "sampler, options",
     [
         ("hmc", dict(num_leapfrog_steps=8, step_size=0.15, adapt="dual_averaging")),
-        # trajectory η·L = 0.5 rotates these posteriors (sd 0.3-0.46) by 1.1-1.7 rad: far from the
-        # resonant π and 2π at which fixed-length HMC on a Gaussian mixes badly
         ("hmc", dict(num_leapfrog_steps=5, step_size=0.1, adapt="paper")),
         ("nuts", dict(step_size=0.15, max_tree_depth=6)),
+        ("mala", dict(step_size=0.15)),
     ],
 )
 def test_batched_samplers_recover_posterior_of_100_points(problem, sampler, options):
@@ -48,6 +49,53 @@ def test_batched_samplers_recover_posterior_of_100_points(problem, sampler, opti
     assert not result.sample_stats["diverging"].any()
     mean, cov = problem.posterior(x)
     assert_matches_gaussian(result.z, mean, cov)
+
+
+# The resonance of a fixed trajectory. On a Gaussian of sd σ one leapfrog step of size η turns
+# the (scaled) phase by φ = arccos(1 − (η/σ)²/2); L steps by L·φ. Near L·φ = π every transition
+# reflects z about the mean (the chain keeps its distance to the mean forever), near 2π it
+# barely moves. The narrow problem has posterior sds 0.10, 0.13, 0.16, 0.19 and the runs start
+# 2 units (10-20 sd) off the mean, on opposite sides for the two chains.
+NARROW_STEP_SIZE = 0.1
+
+
+def _narrow_run(problem, num_leapfrog_steps, **options):
+    x = problem.data(64)
+    mean, cov = problem.posterior(x)
+    start = mean + 2.0 * torch.tensor([1.0, -1.0]).view(2, 1, 1)
+    result = sample_posterior(problem.model, problem.guide, (x,), sampler="hmc", num_chains=2, num_warmup=200,
+                              num_samples=400, step_size=NARROW_STEP_SIZE, num_leapfrog_steps=num_leapfrog_steps,
+                              init=start, seed=0, **options)
+    return result, mean, cov
+
+
+def _phase_per_transition(num_leapfrog_steps, cov):
+    """L·φ per posterior direction at the initial step size, shape (D,)."""
+    h = NARROW_STEP_SIZE / cov.diagonal().sqrt()
+    return num_leapfrog_steps * torch.arccos(1 - h**2 / 2)
+
+
+@pytest.mark.parametrize("num_leapfrog_steps", [3, 7, 10, 20])
+def test_jittered_hmc_forgets_a_far_start_even_at_resonant_lengths(narrow_problem, num_leapfrog_steps):
+    # L = 3 turns the sd-0.10 direction by π (reflection), L = 10 the sd-0.16 one by 2π + 0.08;
+    # with the default jitter both mix like the others (tolerances from the ESS).
+    result, mean, cov = _narrow_run(narrow_problem, num_leapfrog_steps, adapt="paper")
+    assert result.config.jitter == 0.5
+    assert not result.sample_stats["diverging"].any()
+    assert_matches_gaussian(result.z, mean, cov)
+    assert float(convergence(to_inference_data(result))["rhat"].max()) < 1.1
+
+
+@pytest.mark.parametrize("num_leapfrog_steps, half_periods", [(3, 1), (10, 2)])
+def test_fixed_trajectory_resonance_is_flagged_by_rhat(narrow_problem, num_leapfrog_steps, half_periods):
+    # The paper's exact algorithm (jitter 0, η fixed so the resonance stays put).
+    result, mean, cov = _narrow_run(narrow_problem, num_leapfrog_steps, adapt=None, jitter=0.0)
+    phase = _phase_per_transition(num_leapfrog_steps, cov)
+    assert (phase - half_periods * math.pi).abs().min() < 0.1  # the premise: some direction resonates
+    assert result.config.jitter == 0.0
+    assert float(convergence(to_inference_data(result))["rhat"].max()) > 1.1
+    with pytest.raises(AssertionError):
+        assert_matches_gaussian(result.z, mean, cov)
 
 
 @pytest.mark.parametrize("sampler", ["pyro_hmc", "pyro_nuts"])
