@@ -1,6 +1,6 @@
-"""Sampler speed: batched kernels against stock Pyro on a ColorMNIST-sized conv decoder.
+"""Sampler speed: batched kernels against stock Pyro and against a bare loop on the decoder.
 
-Throughput is points × transitions per second for
+Section ``stock``: throughput in points × transitions per second for
   (a) the batched kernel (``inference.BatchedHMC``/``BatchedNUTS`` in ``pyro.infer.MCMC``, as
       ``inference.sample_posterior`` runs it; one chain per point, the paper's adaptation),
   (b) stock ``pyro.infer.mcmc.HMC``/``NUTS`` with one chain per point: a few points are timed and
@@ -8,14 +8,23 @@ Throughput is points × transitions per second for
   (c) stock Pyro with all N points packed in one plate: one chain, one step size and ONE
       accept/reject for all N·D latents (the authors' way; not a per-point sampler).
 Times are steady-state seconds per transition (set-up excluded, see ``transition_stamps``).
-Overhead = (time per transition) / (calls × one bare batched value-and-grad call), calls = L + 1
-for HMC and lockstep leapfrog steps + 1 for NUTS; see ``time_batched`` for the two ways the
-bare call is timed.
+For the batched kernels: ``grad use`` = gradients used / computed (NUTS evaluates only the
+chains still extending their trees, so 1.0 unless a chain is evaluated idle), ``overhead`` =
+time per transition / time inside its value-and-grad calls, ``vs fastest`` = time per
+transition / (used evaluations / N × the fastest full-batch value-and-grad call on its own).
 
-The model is the ColorMNIST ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> 3×28×28) with
-random weights and a fixed random x in [0, 1]: the cost per point does not depend on the weights.
+Section ``bare``: ``inference.sample_posterior(sampler="hmc")`` end to end (encoder start, set-up,
+T transitions of L leapfrog steps, the paper's adaptation, default jitter) against the same
+algorithm written directly against the decoder in plain torch autograd (:func:`bare_hmc`: one
+chain per point, same N, T, L, η₀, accept/reject and adaptation), interleaved, best of
+``--bare-repeats``; ratio = sample_posterior / bare.
 
-    python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20
+The models are ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> C×28×28; MNIST C = 1,
+ColorMNIST C = 3) with random weights and a fixed random x in [0, 1]: the cost per point does
+not depend on the weights.
+
+    python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20, both sections
+    python -m benchmarks.sampler_speed --sections bare --datasets mnist colormnist
     python -m benchmarks.sampler_speed --quick    # N = 50, fewer transitions
 """
 
@@ -30,16 +39,24 @@ import torch
 from pyro.infer import MCMC
 from pyro.infer.mcmc import HMC, NUTS
 
-from inference import BatchedHMC, BatchedNUTS, PosteriorTarget, StepSizeAdaptation, initial_latents
+from inference import (BatchedHMC, BatchedNUTS, PosteriorTarget, StepSizeAdaptation, initial_latents,
+                       sample_posterior)
 from pyro_vae import ConvVAE, VAEConfig
+from pyro_vae.vae import BERNOULLI_CLAMP
 
-IMAGE_SHAPE = (3, 28, 28)
+CHANNELS = {"mnist": 1, "colormnist": 3}
 
 
-def random_colour_vae(device: torch.device, seed: int = 0) -> ConvVAE:
-    """The ColorMNIST VAE of PROTOCOL.md §3 with random weights: timing needs its shapes only."""
+def random_vae(device: torch.device, num_channels: int = 3, seed: int = 0) -> ConvVAE:
+    """The VAE of PROTOCOL.md §3 with random weights: timing needs its shapes only."""
     torch.manual_seed(seed)
-    return ConvVAE(VAEConfig(num_channels=3)).to(device).eval().requires_grad_(False)
+    return ConvVAE(VAEConfig(num_channels=num_channels)).to(device).eval().requires_grad_(False)
+
+
+def random_images(num_points: int, num_channels: int, device: torch.device) -> torch.Tensor:
+    """Fixed random x in [0, 1]. Shape: (N, C, 28, 28)."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand((num_points, num_channels, 28, 28), generator=generator).to(device)
 
 
 def synchronize(device: torch.device):
@@ -48,22 +65,28 @@ def synchronize(device: torch.device):
 
 
 class TimedValueAndGrad:
-    """A target's bare batched value-and-grad, with the wall time of every call recorded."""
+    """A target's batched value-and-grad (whole batch or some chains' rows), with the wall time
+    of every call recorded."""
 
     def __init__(self, target: PosteriorTarget):
         self.target = target
         self.calls: list[tuple[float, float]] = []
 
-    def __call__(self, z):
+    def _timed(self, evaluate, *args):
         start = time.perf_counter()
-        result = self.target.value_and_grad(z)
-        synchronize(z.device)
+        result = evaluate(*args)
+        synchronize(args[0].device)
         self.calls.append((start, time.perf_counter()))
         return result
 
-    def mean_duration(self, begin: float, end: float) -> float:
-        inside = [b - a for a, b in self.calls if begin <= a and b <= end]
-        return sum(inside) / len(inside)
+    def __call__(self, z):
+        return self._timed(self.target.value_and_grad, z)
+
+    def value_and_grad_rows(self, z_rows, rows):
+        return self._timed(self.target.value_and_grad_rows, z_rows, rows)
+
+    def total_duration(self, begin: float, end: float) -> float:
+        return sum(b - a for a, b in self.calls if begin <= a and b <= end)
 
     def fastest(self, z, repeats: int) -> float:
         """Fastest of ``repeats`` calls on their own, outside any sampler."""
@@ -88,13 +111,14 @@ def transition_stamps(kernel, z0, num_transitions: int, *model_args) -> torch.Te
     return torch.tensor(stamps, dtype=torch.float64)
 
 
-def time_batched(vae, x, sampler: str, args) -> tuple[float, float, float]:
-    """Batched kernel: mean seconds per transition and two overheads, both the median over
-    transitions of time / (calls × one value-and-grad), calls = L + 1 for HMC and lockstep
-    leapfrog steps + 1 for NUTS (every chain waits for the transition's deepest tree). The
-    first overhead takes the mean duration of the calls made inside that same transition (same
-    CPU load on both sides); the second the fastest of a few calls on their own (conservative
-    on a loaded CPU)."""
+def time_batched(vae, x, sampler: str, args) -> tuple[float, float, float, float]:
+    """Batched kernel: mean seconds per transition, gradient use, and two overheads, both the
+    median over transitions. ``overhead``: time / the time spent inside that transition's
+    value-and-grad calls (same CPU load on both sides). ``vs fastest``: time / (evaluations
+    used / N × the fastest of a few full-batch calls on their own; conservative on a loaded
+    CPU), i.e. what the transition costs against evaluating only the gradients it used, at
+    full-batch efficiency. Gradient use = Σ n_steps / Σ n_grad_evals over the timed
+    transitions."""
     target = TimedValueAndGrad(PosteriorTarget(vae.model, (x,)))
     z0 = initial_latents(vae.guide, (x,), num_chains=1, generator=torch.Generator(x.device).manual_seed(0))
     options = dict(step_size=args.step_size, adaptation=StepSizeAdaptation("paper", continue_after_warmup=True),
@@ -105,16 +129,15 @@ def time_batched(vae, x, sampler: str, args) -> tuple[float, float, float]:
         kernel = BatchedNUTS(potential_fn=target, max_tree_depth=args.max_tree_depth, **options)
     stamps = transition_stamps(kernel, z0, args.num_transitions)
     times = stamps.diff()
-    if sampler == "hmc":
-        calls = torch.full_like(times, args.num_leapfrog_steps + 1)
-    else:
-        depth = kernel.diagnostics()["samples"].tree_depth[1:]  # the timed transitions
-        calls = 2 ** depth.amax(dim=(1, 2)).double()
-    in_run = torch.tensor([target.mean_duration(a, b) for a, b in zip(stamps[:-1].tolist(), stamps[1:].tolist())],
-                          dtype=torch.float64)
+    info = kernel.diagnostics()["samples"]
+    used = info.num_steps[1:].double().sum(dim=(1, 2))  # the timed transitions
+    computed = info.num_grad_evals[1:].double().sum(dim=(1, 2))
+    in_calls = torch.tensor([target.total_duration(a, b) for a, b in zip(stamps[:-1].tolist(), stamps[1:].tolist())],
+                            dtype=torch.float64)
     fastest = target.fastest(z0, repeats=max(3, args.num_leapfrog_steps // 4))
-    return (float(times.mean()), float((times / (calls * in_run)).median()),
-            float((times / (calls * fastest)).median()))
+    used_calls = used / x.shape[0]
+    return (float(times.mean()), float(used.sum() / computed.sum()), float((times / in_calls).median()),
+            float((times / (used_calls * fastest)).median()))
 
 
 def stock_kernel(vae, sampler: str, args):
@@ -131,23 +154,102 @@ def time_stock(vae, x, sampler: str, args) -> float:
 
 
 def benchmark(num_points: int, sampler: str, args, device) -> list[tuple]:
-    vae = random_colour_vae(device)
-    x = torch.rand((num_points,) + IMAGE_SHAPE, generator=torch.Generator().manual_seed(1)).to(device)
+    vae = random_vae(device, CHANNELS[args.dataset])
+    x = random_images(num_points, CHANNELS[args.dataset], device)
     with pyro.validation_enabled(False):
-        per_transition, overhead, overhead_vs_fastest = time_batched(vae, x, sampler, args)
+        per_transition, grad_use, overhead, overhead_vs_fastest = time_batched(vae, x, sampler, args)
         timed = min(args.timed_points, num_points)
         per_point = sum(time_stock(vae, x[n : n + 1], sampler, args) for n in range(timed)) / timed
         packed = time_stock(vae, x, sampler, args)
     stock_rate = 1.0 / per_point
     rows = [
         (num_points, f"batched {sampler}", per_transition, num_points / per_transition,
-         num_points / per_transition / stock_rate, overhead, overhead_vs_fastest),
+         num_points / per_transition / stock_rate, grad_use, overhead, overhead_vs_fastest),
         (num_points, f"stock {sampler}, 1 chain/point (timed {timed}, extrapolated)",
-         per_point * num_points, stock_rate, 1.0, None, None),
+         per_point * num_points, stock_rate, 1.0, None, None, None),
         (num_points, f"stock {sampler}, all points in 1 plate (shared accept)",
-         packed, num_points / packed, num_points / packed / stock_rate, None, None),
+         packed, num_points / packed, num_points / packed / stock_rate, None, None, None),
     ]
     return rows
+
+
+def bare_potential(vae: ConvVAE, x: torch.Tensor):
+    """U(z) = ½|z|² − Σ_pixels [x log p + (1 − x) log(1 − p)], p = clamp(decoder(z)): the
+    model's potential up to its constant (D/2)·log 2π, written against the decoder.
+
+    Shape: z (N, D) -> (U (N,), dU/dz (N, D)), both detached.
+    """
+
+    def value_and_grad(z):
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            probs = vae.decoder(z).clamp(BERNOULLI_CLAMP, 1 - BERNOULLI_CLAMP)
+            log_likelihood = (x * probs.log() + (1 - x) * (1 - probs).log()).flatten(1).sum(1)
+            potential = 0.5 * (z * z).sum(-1) - log_likelihood
+            (grad,) = torch.autograd.grad(potential.sum(), z)
+        return potential.detach(), grad
+
+    return value_and_grad
+
+
+def bare_hmc(vae: ConvVAE, x: torch.Tensor, num_transitions: int, num_leapfrog_steps: int, step_size: float,
+             seed: int = 0) -> torch.Tensor:
+    """Algorithm 1 by hand: z₀ ~ q(z|x), then T transitions of L leapfrog steps with a per-point
+    step size, accept/reject and the paper's adaptation (PROTOCOL.md §7), no Pyro.
+
+    Shape: x (N, C, 28, 28) -> final z (N, D).
+    """
+    generator = torch.Generator(x.device).manual_seed(seed)
+    value_and_grad = bare_potential(vae, x)
+    loc, scale = vae.encoder(x)
+    z = loc + scale * torch.randn(loc.shape, generator=generator, device=x.device)
+    eta = torch.full(z.shape[:1], step_size, device=x.device)
+    potential, grad = value_and_grad(z)
+    for _ in range(num_transitions):
+        momentum = torch.randn(z.shape, generator=generator, device=x.device)
+        energy = potential + 0.5 * (momentum * momentum).sum(-1)
+        step = eta.unsqueeze(-1)
+        z_new, momentum_new = z, momentum - 0.5 * step * grad
+        for leaf in range(num_leapfrog_steps):
+            z_new = z_new + step * momentum_new
+            potential_new, grad_new = value_and_grad(z_new)
+            momentum_new = momentum_new - (step if leaf < num_leapfrog_steps - 1 else 0.5 * step) * grad_new
+        energy_new = potential_new + 0.5 * (momentum_new * momentum_new).sum(-1)
+        accept_prob = torch.exp(torch.clamp(energy - energy_new, max=0.0)).nan_to_num(0.0)
+        accepted = torch.rand(accept_prob.shape, generator=generator, device=x.device) < accept_prob
+        z = torch.where(accepted.unsqueeze(-1), z_new, z)
+        potential = torch.where(accepted, potential_new, potential)
+        grad = torch.where(accepted.unsqueeze(-1), grad_new, grad)
+        eta = eta * (1 + 0.01 * (accept_prob - 0.9) / 0.9)
+    return z
+
+
+def compare_with_bare(dataset: str, num_points: int, args, device) -> tuple[float, float, float]:
+    """Best-of-``bare_repeats`` seconds of sample_posterior(hmc) and of :func:`bare_hmc`, timed
+    alternately, and their ratio."""
+    vae = random_vae(device, CHANNELS[dataset])
+    x = random_images(num_points, CHANNELS[dataset], device)
+    steps, length = args.bare_transitions, args.num_leapfrog_steps
+
+    def ours():
+        sample_posterior(vae.model, vae.guide, (x,), sampler="hmc", num_chains=1, num_warmup=0,
+                         num_samples=steps, step_size=args.step_size, num_leapfrog_steps=length,
+                         adapt="paper", adapt_after_warmup=True, seed=0)
+
+    def bare():
+        bare_hmc(vae, x, steps, length, args.step_size)
+
+    seconds = {"ours": [], "bare": []}
+    with pyro.validation_enabled(False):
+        for _ in range(args.bare_repeats):
+            for name, run in (("bare", bare), ("ours", ours)):
+                synchronize(device)
+                start = time.perf_counter()
+                run()
+                synchronize(device)
+                seconds[name].append(time.perf_counter() - start)
+    best_ours, best_bare = min(seconds["ours"]), min(seconds["bare"])
+    return best_ours, best_bare, best_ours / best_bare
 
 
 def main(argv=None):
@@ -157,10 +259,17 @@ def main(argv=None):
     parser.add_argument("--num-leapfrog-steps", type=int, default=20)
     parser.add_argument("--step-size", type=float, default=0.05)
     parser.add_argument("--max-tree-depth", type=int, default=5,
-                        help="NUTS depth cap (kept small: every lockstep level doubles the cost)")
+                        help="NUTS depth cap (kept small: every level doubles the deepest chain's cost)")
     parser.add_argument("--samplers", nargs="+", default=["hmc", "nuts"], choices=["hmc", "nuts"])
     parser.add_argument("--timed-points", type=int, default=3,
                         help="points timed for stock Pyro one-chain-per-point")
+    parser.add_argument("--dataset", default="colormnist", choices=sorted(CHANNELS),
+                        help="model of the stock section")
+    parser.add_argument("--sections", nargs="+", default=["stock", "bare"], choices=["stock", "bare"])
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "colormnist"], choices=sorted(CHANNELS),
+                        help="models of the bare section")
+    parser.add_argument("--bare-transitions", type=int, default=8, help="T of the bare section")
+    parser.add_argument("--bare-repeats", type=int, default=3, help="alternating repeats, best kept")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 by default: on a shared CPU, 2 OpenMP threads stall "
@@ -169,25 +278,38 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.num_points, args.num_transitions, args.num_leapfrog_steps = [50], 2, 5
-        args.max_tree_depth, args.timed_points = 3, 2
+        args.max_tree_depth, args.timed_points, args.bare_transitions = 3, 2, 2
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
 
     print(f"device={device} threads={torch.get_num_threads()} L={args.num_leapfrog_steps} "
           f"T={args.num_transitions} η={args.step_size} NUTS max depth={args.max_tree_depth} "
           f"load average={os.getloadavg()[0]:.2f}")
-    header = (f"{'N':>5}  {'method':<58} {'s/transition':>12} {'points·trans/s':>15} {'vs stock/pt':>11} "
-              f"{'overhead':>8} {'vs fastest':>10}")
-    print(header)
-    print("-" * len(header))
-    for sampler in args.samplers:
-        for num_points in args.num_points:
-            for n, name, per_transition, rate, speedup, overhead, vs_fastest in benchmark(
-                num_points, sampler, args, device
-            ):
-                overheads = f"{overhead:8.3f} {vs_fastest:10.3f}" if overhead is not None else ""
-                print(f"{n:>5}  {name:<58} {per_transition:12.3f} {rate:15.1f} {speedup:10.1f}x {overheads}",
-                      flush=True)
+    if "stock" in args.sections:
+        print(f"model: {args.dataset}")
+        header = (f"{'N':>5}  {'method':<58} {'s/transition':>12} {'points·trans/s':>15} {'vs stock/pt':>11} "
+                  f"{'grad use':>8} {'overhead':>8} {'vs fastest':>10}")
+        print(header)
+        print("-" * len(header))
+        for sampler in args.samplers:
+            for num_points in args.num_points:
+                for n, name, per_transition, rate, speedup, grad_use, overhead, vs_fastest in benchmark(
+                    num_points, sampler, args, device
+                ):
+                    extra = (f"{grad_use:8.3f} {overhead:8.3f} {vs_fastest:10.3f}"
+                             if overhead is not None else "")
+                    print(f"{n:>5}  {name:<58} {per_transition:12.3f} {rate:15.1f} {speedup:10.1f}x {extra}",
+                          flush=True)
+    if "bare" in args.sections:
+        print(f"\nsample_posterior(sampler='hmc') vs a bare per-point HMC loop on the decoder: "
+              f"T={args.bare_transitions}, L={args.num_leapfrog_steps}, best of {args.bare_repeats}")
+        header = f"{'model':<11} {'N':>5} {'sample_posterior s':>18} {'bare loop s':>11} {'ratio':>6}"
+        print(header)
+        print("-" * len(header))
+        for dataset in args.datasets:
+            for num_points in args.num_points:
+                ours, bare, ratio = compare_with_bare(dataset, num_points, args, device)
+                print(f"{dataset:<11} {num_points:>5} {ours:18.3f} {bare:11.3f} {ratio:6.3f}", flush=True)
     print(f"load average at the end={os.getloadavg()[0]:.2f}")
 
 

@@ -1,14 +1,34 @@
-"""Smoke test of ``python -m benchmarks.sampler_speed`` on a tiny setting."""
+"""Smoke test of ``python -m benchmarks.sampler_speed`` on a tiny setting, and the bare loop's
+potential against the model's."""
 
-from benchmarks.sampler_speed import main
+import math
+
+import torch
+
+from benchmarks.sampler_speed import bare_potential, main, random_images, random_vae
+from inference import PosteriorTarget
 
 
 def test_benchmark_prints_a_row_per_method(capsys):
     main(["--num-points", "3", "--num-transitions", "1", "--num-leapfrog-steps", "2",
-          "--max-tree-depth", "2", "--timed-points", "1"])
+          "--max-tree-depth", "2", "--timed-points", "1", "--datasets", "mnist",
+          "--bare-transitions", "1", "--bare-repeats", "1"])
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.lstrip().startswith("3 ")]
     assert len(rows) == 6
     assert any("batched hmc" in row for row in rows) and any("stock nuts, 1 chain/point" in row for row in rows)
-    overheads = [float(row.split()[-1]) for row in rows if "batched" in row]
-    assert all(0.1 < overhead < 10 for overhead in overheads)
+    batched = [row.split() for row in rows if "batched" in row]
+    assert all(float(row[-3]) == 1.0 for row in batched)  # every computed gradient used
+    assert all(0.1 < float(value) < 10 for row in batched for value in row[-2:])
+    (bare,) = [line.split() for line in lines if line.startswith("mnist")]
+    assert bare[1] == "3" and 0.1 < float(bare[-1]) < 10
+
+
+def test_bare_potential_is_the_models_up_to_its_constant():
+    vae = random_vae(torch.device("cpu"), num_channels=1)
+    x = random_images(4, 1, torch.device("cpu"))
+    z = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    bare_value, bare_grad = bare_potential(vae, x)(z)
+    value, grad = PosteriorTarget(vae.model, (x,)).value_and_grad(z.unsqueeze(0))
+    assert torch.allclose(bare_value + 32 * math.log(2 * math.pi), value[0], rtol=1e-5)
+    assert torch.allclose(bare_grad, grad[0], atol=1e-4)
