@@ -5,13 +5,22 @@ recomputed (``--fresh`` recomputes everything). Files appear only complete (temp
 ``os.replace``), so an interrupted run never leaves a truncated artifact behind, and a rerun picks
 up at the first unfinished stage. Tensors are saved with ``torch.save`` and read back with
 ``weights_only=True``: plain data, never code.
+
+A cached stage must not outlive the code that produced it: each stage names the modules it runs
+(``code=``) and the stages whose outputs it consumes (``after=``); its fingerprint hashes their
+source and the fingerprints of those stages, and is recorded in ``fingerprints.json``. A stage
+whose fingerprint changed (a metric fixed, an attack changed upstream) is recomputed, and so,
+through ``after=``, is everything downstream of it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 import torch
@@ -19,6 +28,21 @@ import torch
 from pyro_vae.checkpoint import atomic_path, atomic_torch_save
 
 T = TypeVar("T")
+FINGERPRINTS = "fingerprints.json"
+
+
+def source_fingerprint(modules: Iterable[str | ModuleType]) -> str:
+    """sha256 of the source of the named modules (a package: every ``.py`` file under it)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        module = importlib.import_module(module) if isinstance(module, str) else module
+        origin = Path(module.__file__)
+        files = (sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py"
+                 else [origin])
+        for path in files:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,13 +70,36 @@ class RunDirectory:
     def path(self, name: str) -> Path:
         return self.root / name
 
-    def stage(self, name: str, compute: Callable[[], T]) -> T:
-        """Load ``<root>/<name>`` (``.pt`` or ``.json``) if present, else compute and save it."""
+    def fingerprint(self, name: str) -> str | None:
+        """The recorded fingerprint of stage ``name`` (None for stages cached without one)."""
+        return self._fingerprints().get(name)
+
+    def _fingerprints(self) -> dict[str, str]:
+        path = self.path(FINGERPRINTS)
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def stage(self, name: str, compute: Callable[[], T], *,
+              code: Iterable[str | ModuleType] = (), after: Iterable[str] = (),
+              identity: str = "") -> T:
+        """Load ``<root>/<name>`` (``.pt`` or ``.json``) if present and produced by the same code,
+        else compute and save it.
+
+        ``code``: modules the stage runs; ``after``: stages whose outputs it uses; ``identity``:
+        anything else that defines the output (e.g. the sha256 of a zoo checkpoint).
+        """
         path = self.path(name)
-        if path.exists() and not self.fresh:
+        digest = hashlib.sha256((source_fingerprint(code) + identity).encode())
+        for upstream in after:
+            digest.update(f"{upstream}={self.fingerprint(upstream)}".encode())
+        fingerprint = digest.hexdigest()
+        if path.exists() and not self.fresh and self.fingerprint(name) == fingerprint:
             return _load(path)
+        if path.exists() and not self.fresh:
+            print(f"  stage {name}: its code or inputs changed since it was cached; recomputing")
         result = compute()
         _save(path, result)
+        atomic_write_text(self.path(FINGERPRINTS), json.dumps(
+            self._fingerprints() | {name: fingerprint}, indent=2, sort_keys=True))
         self.computed.append(name)
         # Hand back what a rerun would load (JSON has lists, not tuples), so both paths agree.
         return _load(path) if path.suffix == ".json" else result

@@ -22,15 +22,18 @@ import torch
 
 from inference import SAMPLERS
 from pyro_vae import DATASET_NAMES, DatasetNotFoundError
+from pyro_vae.vae import DECODER_OUTPUTS
+from pyro_vae.zoo import entry_name, zoo_index
 
 from . import figures
 from .artifacts import ConfigurationMismatch, RunDirectory
-from .experiment import Experiment, Settings
+from .context import RunContext, Settings
+from .experiment import run_tables
 from .profiles import PROFILES, Profile, with_overrides
 from .report import render
 
 RUN_SAMPLERS = tuple(s for s in SAMPLERS if not s.startswith("pyro_"))  # batched ones only
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def radius_list(text: str) -> tuple[float, ...]:
@@ -110,22 +113,25 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sampler", default="hmc", choices=RUN_SAMPLERS,
                         help="the defence: batched HMC (paper), NUTS, or MAP mode finding")
     parser.add_argument("--fresh", action="store_true", help="recompute every stage")
+    parser.add_argument("--train", action="store_true",
+                        help="train every model in the run with the profile's epochs instead of "
+                             "using the pretrained zoo's model")
+    parser.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
+                        help="the ConvVAE's last layer: sigmoid (ours, default) or identity "
+                             "(the authors' ColorMNIST decoder)")
     knobs = parser.add_argument_group("profile overrides")
-    knobs.add_argument("--epochs", type=int)
-    knobs.add_argument("--references", type=int)
-    knobs.add_argument("--restarts", type=int)
-    knobs.add_argument("--transitions", type=int, dest="num_transitions", help="HMC steps T")
-    knobs.add_argument("--leapfrog-steps", type=int, dest="num_leapfrog_steps", help="L")
+    knobs.add_argument("--epochs", type=at_least_one, help="training epochs (with --train, or "
+                                                           "for models the zoo lacks)")
+    knobs.add_argument("--references", type=at_least_one)
+    knobs.add_argument("--restarts", type=at_least_one)
+    knobs.add_argument("--transitions", type=at_least_one, dest="num_transitions",
+                       help="HMC steps T")
+    knobs.add_argument("--leapfrog-steps", type=at_least_one, dest="num_leapfrog_steps", help="L")
     knobs.add_argument("--step-size", type=float, help="initial step size η₀")
-    knobs.add_argument("--chains", type=int, dest="num_chains")
+    knobs.add_argument("--chains", type=at_least_one, dest="num_chains")
     knobs.add_argument("--radii", type=radius_list, help="e.g. 0.1,0.2")
-    knobs.add_argument("--models", type=model_list, help="e.g. vae,beta_vae:5,beta_tcvae:5")
+    knobs.add_argument("--models", type=model_list, help=f"forms: {MODEL_FORMS}")
     arguments = parser.parse_args(argv)
-    for name in ("epochs", "references", "restarts", "num_transitions", "num_leapfrog_steps",
-                 "num_chains"):
-        value = getattr(arguments, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('num_', '').replace('_', '-')} must be at least 1")
     if arguments.num_chains is not None and arguments.num_chains < 2:
         parser.error("--chains must be at least 2: R-hat needs two chains per point")
     if arguments.step_size is not None and not arguments.step_size > 0:
@@ -162,9 +168,11 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str) -> list[str]:
         notes.append("ColorMNIST drawn with one random colour per image (60k train, 10k test), "
                      "not all 7 colours per image (420k / 70k).")
     notes += [
-        "MS-SSIM: 5 levels, Gaussian window σ 1.5 of size min(14, side) at each level "
-        "(28→14→7→3→1), data range 1, negative factors clipped at 0, built from "
-        "pytorch-msssim's SSIM pieces (its stock ms_ssim refuses 28×28 at 5 levels).",
+        "MS-SSIM: the paper's variant (the authors' code multiplies the coarsest level's SSIM "
+        "into each of the four contrast-structure factors) in every table beside the paper's "
+        "numbers; the standard formula in the 'beyond the paper' section. Both: 5 levels, "
+        "Gaussian window σ 1.5 of size min(14, side) at each level (28→14→7→3→1), data range 1, "
+        "negative factors clipped at 0, built from pytorch-msssim's SSIM pieces.",
         "FID replaced by FD-CNN: Fréchet distance on the 64-d features of a small CNN trained "
         "on this dataset's labels (Inception weights cannot be fetched offline); not comparable "
         "to the paper's FID numbers.",
@@ -190,6 +198,24 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str) -> list[str]:
     return notes
 
 
+def model_sources(arguments: argparse.Namespace, profile: Profile) -> list[str]:
+    """One line per model of the run: the zoo entry it uses (with provenance) or training."""
+    index = {} if arguments.train else zoo_index()
+    lines = []
+    for kind, beta in profile.models:
+        name = entry_name(arguments.dataset, kind, beta, decoder_output=arguments.decoder_output)
+        entry = index.get(name)
+        if entry is None:
+            reason = "--train" if arguments.train else "not in the zoo"
+            lines.append(f"{name}: trained in this run, {profile.epochs} epochs ({reason})")
+        else:
+            lines.append(f"{name}: pretrained zoo model, {entry['epochs']} epochs, test NLL "
+                         f"{entry['test_nll']:.2f} (k = {entry['nll_importance_samples']}, "
+                         f"{entry['nll_points']}), commit {entry['commit'][:12]}, "
+                         f"sha256 {entry['sha256'][:12]}; made by `{entry['command']}`")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict:
     arguments = parse_arguments(argv)
     device = resolve_device(arguments.device)
@@ -200,32 +226,38 @@ def main(argv: list[str] | None = None) -> dict:
     out = arguments.out or Path("runs") / f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
     print(f"benchmarks.run: dataset {arguments.dataset}, profile {profile.name}, sampler "
           f"{arguments.sampler}, device {device}, output {out}")
+    for line in model_sources(arguments, profile):
+        print(f"  model {line}")
     for cut in profile.cuts(arguments.dataset):
         print(f"  profile cut: {cut}")
+    model_source = "train" if arguments.train else "zoo"
     settings = Settings(dataset=arguments.dataset, profile=profile, sampler=arguments.sampler,
                         device=device, seed=arguments.seed, data_root=arguments.data_root,
-                        progress=not arguments.no_progress)
+                        progress=not arguments.no_progress, model_source=model_source,
+                        decoder_output=arguments.decoder_output)
     started = time.perf_counter()
     run_dir = RunDirectory(out, fresh=arguments.fresh)
     configuration = {"dataset": arguments.dataset, "sampler": arguments.sampler,
-                     "seed": arguments.seed, "profile": profile.to_dict()}
+                     "seed": arguments.seed, "profile": profile.to_dict(),
+                     "model_source": model_source, "decoder_output": arguments.decoder_output}
     try:
         run_dir.pin_configuration(configuration)
     except ConfigurationMismatch as error:
         raise SystemExit(f"error: {error}") from None
     try:
-        experiment = Experiment(settings, run_dir)
+        context = RunContext(settings, run_dir)
     except DatasetNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
-    results = experiment.run()
+    results = run_tables(context)
     examples = {tag: entry.pop("examples") for tag, entry in results["models"].items()
                 if "examples" in entry}
     results.update({
         "schema_version": SCHEMA_VERSION, "dataset": arguments.dataset,
         "sampler": arguments.sampler, "seed": arguments.seed, "profile": profile.to_dict(),
+        "model_source": model_source, "decoder_output": arguments.decoder_output,
         "tasks": list(settings.tasks), "environment": environment(device),
         "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler),
-        "stages_computed": experiment.run_dir.computed,
+        "stages_computed": run_dir.computed,
         "wall_seconds_total": time.perf_counter() - started,
     })
     first_tag, first = next(iter(results["models"].items()))

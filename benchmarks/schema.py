@@ -1,13 +1,22 @@
 """The documented layout of ``results.json`` as a JSON Schema (draft 2020-12).
 
 Pairs ``[mean, standard_error]`` are written as two-element arrays; the standard error is over
-references (NaN when there is only one). Radii are keys formatted with ``:g`` ("0.1"); accuracy
-also has the key "0" (clean inputs against true labels).
+references (NaN when there is only one). Every such summary also keeps its per-reference means
+(``per_reference``: one number per reference, in the order of ``references``), so a reader can
+recompute any statistic. Radii are keys formatted with ``:g`` ("0.1"); accuracy also has the key
+"0" (clean inputs against true labels). ``ms_ssim*`` entries without ``standard`` in their name
+use the paper's variant of MS-SSIM.
 """
 
 _PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-_PLAIN_DEFENDED = {"type": "object", "required": ["plain", "defended"],
-                   "properties": {"plain": _PAIR, "defended": _PAIR}}
+_NUMBERS = {"type": "array", "items": {"type": "number"}}
+_PLAIN_DEFENDED = {"type": "object", "required": ["plain", "defended", "per_reference"],
+                   "properties": {"plain": _PAIR, "defended": _PAIR, "per_reference": {
+                       "type": "object", "required": ["plain", "defended"],
+                       "properties": {"plain": _NUMBERS, "defended": _NUMBERS}}}}
+_PLAIN = {"type": "object", "required": ["plain", "per_reference"],
+          "properties": {"plain": _PAIR}}
+_PER_RADIUS = {"type": "object", "additionalProperties": _PLAIN_DEFENDED}
 _NUMBER_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
 
 _DIAGNOSTICS = {
@@ -18,11 +27,15 @@ _DIAGNOSTICS = {
 
 _MODEL = {
     "type": "object",
-    "required": ["kind", "beta", "training", "quality", "classifier_test_accuracy",
-                 "robustness", "defence"],
+    "required": ["kind", "beta", "decoder_output", "training", "provenance", "quality",
+                 "classifier_test_accuracy", "robustness", "defence"],
     "properties": {
         "kind": {"enum": ["vae", "beta_vae", "beta_tcvae"]},
         "beta": {"type": "number", "exclusiveMinimum": 0},
+        "decoder_output": {"enum": ["sigmoid", "identity"]},
+        "provenance": {"anyOf": [{"type": "null"}, {
+            "type": "object", "required": ["command", "commit", "epochs", "seed", "sha256",
+                                           "test_nll", "nll_importance_samples", "nll_points"]}]},
         "training": {"type": "object", "required": ["train_seconds", "validation_loss"]},
         "quality": {"type": "object",
                     "required": ["elbo", "nll", "nll_standard_error", "mse", "fd_cnn", "num_points",
@@ -30,13 +43,20 @@ _MODEL = {
         "classifier_test_accuracy": _NUMBER_MAP,
         "robustness": {
             "type": "object",
-            "required": ["ms_ssim", "accuracy", "mse_references", "ms_ssim_mean_reconstruction",
-                         "mse_references_mean_reconstruction", "ms_ssim_clean"],
+            "required": ["ms_ssim", "ms_ssim_standard", "accuracy", "mse_references",
+                         "ms_ssim_mean_reconstruction", "ms_ssim_standard_mean_reconstruction",
+                         "mse_references_mean_reconstruction", "ms_ssim_clean",
+                         "ms_ssim_standard_clean", "attack_objective"],
             "properties": {
                 "ms_ssim_clean": _PAIR,
-                "ms_ssim": {"type": "object", "additionalProperties": _PLAIN_DEFENDED},
-                "ms_ssim_mean_reconstruction": {"type": "object",
-                                                "additionalProperties": _PLAIN_DEFENDED},
+                "ms_ssim_standard_clean": _PAIR,
+                "ms_ssim": _PER_RADIUS,
+                "ms_ssim_standard": _PER_RADIUS,
+                "ms_ssim_mean_reconstruction": _PER_RADIUS,
+                "ms_ssim_standard_mean_reconstruction": _PER_RADIUS,
+                "attack_objective": {"type": "object", "required": ["skl"],
+                                     "additionalProperties": {"type": "object",
+                                                              "additionalProperties": _PLAIN}},
                 "mse_references_mean_reconstruction": _PLAIN_DEFENDED,
                 "accuracy": {"type": "object", "additionalProperties": {
                     "type": "object", "required": ["0"],
@@ -46,8 +66,8 @@ _MODEL = {
         },
         "defence": {
             "type": "object",
-            "required": ["diagnostics", "seconds_per_point", "num_transitions", "num_warmup",
-                         "step_size", "sampler_config"],
+            "required": ["diagnostics", "seconds_per_point", "gradient_evaluations_per_point",
+                         "num_transitions", "num_warmup", "step_size", "sampler_config"],
             "properties": {"diagnostics": {"type": "object",
                                            "additionalProperties": _DIAGNOSTICS}},
         },
@@ -55,19 +75,24 @@ _MODEL = {
                             "required": ["radius", "without_defence", "with_defence",
                                          "ks_statistic", "ks_pvalue"]},
         "robustness_over_time": {"type": "object", "required": ["radius", "curve"]},
+        "diagnosis": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["reference_code_advantage", "guide_start",
+                                           "oracle_start"]}},
     },
 }
 
 RESULTS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["schema_version", "dataset", "sampler", "seed", "profile", "tasks",
+    "required": ["schema_version", "dataset", "sampler", "seed", "profile", "model_source",
+                 "decoder_output", "tasks",
                  "environment", "protocol_notes", "models", "references", "wall_seconds",
                  "wall_seconds_total", "stages_computed", "feature_network_accuracy"],
     "properties": {
-        "schema_version": {"const": 1},
+        "schema_version": {"const": 2},
         "dataset": {"enum": ["mnist", "fashionmnist", "colormnist"]},
-        "sampler": {"enum": ["hmc", "nuts", "map"]},
+        "sampler": {"type": "string"},
+        "model_source": {"enum": ["zoo", "train"]},
         "seed": {"type": "integer"},
         "profile": {"type": "object", "required": ["name", "radii", "models", "references",
                                                    "restarts", "num_chains"]},

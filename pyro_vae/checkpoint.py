@@ -49,11 +49,30 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+def checkpoint_payload(vae: ConvVAE, *, metadata: dict | None = None) -> dict:
+    """The plain-data checkpoint of ``vae``: format tag, config, CPU weights, metadata."""
+    state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
+    return {"format": CHECKPOINT_FORMAT, "config": vae.config.to_dict(), "state_dict": state,
+            "metadata": metadata or {}}
+
+
 def save_checkpoint(vae: ConvVAE, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
     """Save weights, config and optional plain-data metadata (e.g. the training history)."""
-    state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": vae.config.to_dict(),
-                       "state_dict": state, "metadata": metadata or {}}, path)
+    atomic_torch_save(checkpoint_payload(vae, metadata=metadata), path)
+
+
+def model_from_payload(payload, *, source: str = "checkpoint",
+                       map_location: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:
+    """Rebuild the model (eval mode) and its metadata from :func:`checkpoint_payload`'s dict;
+    ``source`` names where it came from in errors."""
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source} is not a pyro_vae checkpoint (format {CHECKPOINT_FORMAT!r})")
+    try:
+        vae = ConvVAE(VAEConfig(**payload["config"]))
+        vae.load_state_dict(payload["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as error:
+        raise CheckpointError(f"{source}: inconsistent checkpoint: {error}") from None
+    return vae.to(map_location).eval(), payload.get("metadata", {})
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
@@ -66,12 +85,5 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable pyro_vae checkpoint: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a pyro_vae checkpoint (format {CHECKPOINT_FORMAT!r})")
-    try:
-        vae = ConvVAE(VAEConfig(**payload["config"]))
-        vae.load_state_dict(payload["state_dict"])
-    except (TypeError, KeyError, RuntimeError, ValueError) as error:
-        raise CheckpointError(f"{path}: inconsistent checkpoint: {error}") from None
-    vae.to(map_location).eval()
-    return (vae, payload.get("metadata", {})) if with_metadata else vae
+    vae, metadata = model_from_payload(payload, source=str(path), map_location=map_location)
+    return (vae, metadata) if with_metadata else vae

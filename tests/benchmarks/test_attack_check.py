@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from benchmarks import attack_check
+from benchmarks.stages.metrics import reference_code_advantage
 from pyro_vae import ConvVAE, VAEConfig
 
 
@@ -20,9 +21,9 @@ def check_arguments(root, checkpoint, out, *extra):
 def checked(smoke_run, tmp_path_factory):
     root, run, _ = smoke_run
     out = tmp_path_factory.mktemp("attack-check")
-    checkpoint = run / "models" / "vae_beta1.pt"
+    checkpoint = run / "models" / "beta_vae_beta5.pt"  # trained by the smoke run
     summary = attack_check.main(check_arguments(root, checkpoint, out, "--defend", "hmc",
-                                                "--transitions", "4", "--oracle-start"))
+                                                "--transitions", "4", "--diagnose"))
     return root, checkpoint, out, summary
 
 
@@ -34,8 +35,9 @@ def test_attacks_lower_similarity_below_the_clean_ceiling(checked):
     assert 0 <= attacked < ceiling <= 1
     assert summary["attacked_inputs_per_radius"] == 20
     assert summary["attack_seconds"] > 0
-    advantage = summary["reference_code_advantage"]["0.1"]
-    assert 0 <= advantage["fraction_positive"] <= 1
+    skl = attacks["attack_objective"]["skl"]["0.1"]
+    assert skl["plain"][0] > 0 and len(skl["per_reference"]["plain"]) == 10
+    assert attacks["ms_ssim"]["0.1"]["plain"][0] <= attacks["ms_ssim_standard"]["0.1"]["plain"][0]
 
 
 @pytest.mark.slow
@@ -47,20 +49,23 @@ def test_defence_rows_and_report(checked):
     assert sampled["plain"] == summary["attacks"]["ms_ssim"]["0.1"]["plain"]
     assert 0 <= sampled["defended"][0] <= 1
     report = (out / "attack_check.md").read_text()
-    assert "Defence: hmc" in report and "| 0.1 |" in report and "Oracle start" in report
+    assert "Defence: hmc" in report and "| 0.1 |" in report and "oracle" in report
+    diagnosis = summary["diagnosis"]["0.1"]
     for start in ("guide_start", "oracle_start"):
-        entry = summary["oracle_start"]["0.1"][start]
-        assert 0 <= entry["ms_ssim"][0] <= 1 and math.isfinite(entry["log_joint"][0])
+        entry = diagnosis[start]
+        assert 0 <= entry["ms_ssim"]["plain"][0] <= 1
+        assert math.isfinite(entry["log_joint"]["plain"][0])
+        assert len(entry["ms_ssim"]["per_reference"]["plain"]) == 10
 
 
 @pytest.mark.slow
 def test_rerun_loads_the_cached_figures(checked):
     root, checkpoint, out, summary = checked
-    before = (out / "attacks" / "vae_beta1.pt").stat().st_mtime_ns
+    before = (out / "attacks" / "beta_vae_beta5.pt").stat().st_mtime_ns
     again = attack_check.main(check_arguments(root, checkpoint, out, "--defend", "hmc",
-                                              "--transitions", "4", "--oracle-start"))
+                                              "--transitions", "4", "--diagnose"))
     assert again == json.loads(json.dumps(summary))
-    assert (out / "attacks" / "vae_beta1.pt").stat().st_mtime_ns == before
+    assert (out / "attacks" / "beta_vae_beta5.pt").stat().st_mtime_ns == before
 
 
 @pytest.mark.slow
@@ -70,11 +75,11 @@ def test_another_configuration_is_refused(checked):
         attack_check.main(check_arguments(root, checkpoint, out, "--transitions", "8"))
 
 
-def test_oracle_start_needs_a_defence(capsys):
+def test_diagnosis_needs_a_defence(capsys):
     with pytest.raises(SystemExit):
         attack_check.parse_arguments(["--dataset", "mnist", "--checkpoint", "m.pt",
-                                      "--oracle-start"])
-    assert "--oracle-start needs --defend" in capsys.readouterr().err
+                                      "--diagnose"])
+    assert "--diagnose needs --defend" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
@@ -86,6 +91,6 @@ def test_reference_code_advantage_is_zero_without_a_perturbation():
     torch.manual_seed(0)
     vae = ConvVAE(VAEConfig()).eval()
     x = torch.rand(3, 1, 28, 28)
-    advantage = attack_check.reference_code_advantage(vae, x, x.unsqueeze(1).expand(3, 2, 1, 28, 28))
+    advantage = reference_code_advantage(vae, x, x.unsqueeze(1).expand(3, 2, 1, 28, 28))
     assert advantage["mean"][0] == pytest.approx(0.0, abs=1e-4)
     assert advantage["fraction_positive"] == 0.0

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from benchmarks import run as runner
-from benchmarks.experiment import Experiment
+from benchmarks.stages import defence
 from benchmarks.schema import RESULTS_SCHEMA
 
 
@@ -34,7 +34,7 @@ def test_smoke_writes_report_figures_and_chains(smoke_run):
 @pytest.mark.slow
 def test_rerun_reuses_every_finished_stage(smoke_run, smoke_arguments):
     root, out, first = smoke_run
-    assert "models/vae_beta1.pt" in first["stages_computed"]
+    assert "models/beta_vae_beta5.pt" in first["stages_computed"]  # not in the zoo: trained
     again = runner.main(smoke_arguments(root, out))
     assert again["stages_computed"] == []
     assert again["models"]["vae_beta1"]["robustness"] == first["models"]["vae_beta1"]["robustness"]
@@ -50,13 +50,13 @@ def test_interrupted_run_resumes_after_last_finished_stage(smoke_run, smoke_argu
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(Experiment, "defend", interrupt)
+        patch.setattr(defence, "defend", interrupt)
         with pytest.raises(KeyboardInterrupt):
-            runner.main(smoke_arguments(root, out, "--models", "vae"))
+            runner.main(smoke_arguments(root, out, "--models", "vae", "--train"))
     finished = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"models/vae_beta1.pt", "attacks/vae_beta1.pt"} <= finished
     assert not any(name.endswith(".tmp") for name in finished)
-    resumed = runner.main(smoke_arguments(root, out, "--models", "vae"))
+    resumed = runner.main(smoke_arguments(root, out, "--models", "vae", "--train"))
     assert "models/vae_beta1.pt" not in resumed["stages_computed"]
     assert "attacks/vae_beta1.pt" not in resumed["stages_computed"]
     assert "chains/vae_beta1.pt" in resumed["stages_computed"]

@@ -1,0 +1,69 @@
+"""What every stage of a benchmark run shares: its settings, its data, its run directory, its
+device, seeded random streams and a wall-time ledger."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from pyro_vae import load_dataset
+
+from .artifacts import RunDirectory
+from .profiles import Profile
+
+MODEL_SOURCES = ("zoo", "train")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's choices besides the profile.
+
+    ``model_source``: ``"zoo"`` uses the pretrained zoo's model where the zoo has one (and trains
+    otherwise), ``"train"`` always trains with the profile's epochs. ``decoder_output`` picks the
+    ConvVAE's last layer (``"identity"`` is the authors' ColorMNIST decoder).
+    """
+
+    dataset: str
+    profile: Profile
+    sampler: str
+    device: torch.device
+    seed: int
+    data_root: str | None
+    progress: bool
+    model_source: str = "zoo"
+    decoder_output: str = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if self.model_source not in MODEL_SOURCES:
+            raise ValueError(f"model_source must be one of {MODEL_SOURCES}, "
+                             f"got {self.model_source!r}")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return ("digit", "colour") if self.dataset == "colormnist" else ("class",)
+
+
+class RunContext:
+    """Settings, data splits and run directory of one run; stages are functions of it."""
+
+    def __init__(self, settings: Settings, run_dir: RunDirectory) -> None:
+        self.settings = settings
+        self.profile = settings.profile
+        self.device = settings.device
+        self.run_dir = run_dir
+        self.wall_times: dict[str, float] = {}
+        self.splits = load_dataset(settings.dataset, settings.data_root,
+                                   all_colours=self.profile.all_colours, seed=settings.seed)
+
+    def generator(self) -> torch.Generator:
+        """A fresh generator on the run's device, seeded with the run's seed."""
+        return torch.Generator(device=self.device).manual_seed(self.settings.seed)
+
+    def timed(self, name: str, work):
+        """``work()``, its wall time added to the ledger under ``name``."""
+        started = time.perf_counter()
+        result = work()
+        self.wall_times[name] = self.wall_times.get(name, 0.0) + time.perf_counter() - started
+        return result

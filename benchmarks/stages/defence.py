@@ -1,0 +1,102 @@
+"""Defence stages (Section 3, Algorithm 1): the profile's sampler on p(z | x) for every input
+that needs defending, in one batched call per model, with ArviZ diagnostics per input group."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pyro
+import torch
+
+from inference import sample_posterior, save_netcdf, summarize, to_inference_data
+
+from ..context import RunContext
+from .models import LoadedModel
+
+THIS = __name__
+MAX_TREE_DEPTH = 6  # NUTS: at most 63 leapfrog steps per transition, about 3 × the HMC's L = 20
+NETCDF_MAX_DRAWS = 100  # thinning for the saved chains; R-hat / ESS are computed on all draws
+
+
+def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, init="sample",
+           **overrides):
+    """The profile's sampler on p(z | inputs): T transitions, the first ``warmup_fraction``
+    adapting; ``init`` as in :func:`inference.sample_posterior`; ``overrides`` replace any of its
+    keyword arguments (the time curve runs one never-frozen chain). Returns PosteriorSamples."""
+    profile = context.profile
+    num_transitions, step_size = profile.sampler_settings(context.settings.dataset)
+    num_warmup = int(round(profile.warmup_fraction * num_transitions))
+    arguments = dict(sampler=context.settings.sampler, num_chains=profile.num_chains,
+                     num_warmup=num_warmup, num_samples=num_transitions - num_warmup,
+                     step_size=step_size, num_leapfrog_steps=profile.num_leapfrog_steps,
+                     init=init, max_tree_depth=MAX_TREE_DEPTH, seed=context.settings.seed,
+                     progress_bar=context.settings.progress) | overrides
+    with pyro.validation_enabled(False), torch.enable_grad():  # inputs are in [0, 1] already
+        return sample_posterior(model.vae.model, model.vae.guide, (inputs,), **arguments)
+
+
+def scalar_summary(idata) -> dict:
+    """The ArviZ summary's scalar fields (worst R-hat, smallest ESS, acceptance, divergences)."""
+    summary = asdict(summarize(idata))
+    return {k: v for k, v in summary.items() if not isinstance(v, np.ndarray)}
+
+
+def gradient_evaluations_per_point(samples) -> float | None:
+    """Potential-gradient evaluations per input, all chains and transitions, warm-up included;
+    None when the sampler does not record them."""
+    counts = [stats["n_grad"] for stats in (samples.sample_stats, samples.warmup_stats)
+              if "n_grad" in stats]
+    if not counts:
+        return None
+    num_points = samples.final_z.shape[1]
+    return float(sum(count.sum().item() for count in counts)) / num_points
+
+
+def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tensor],
+           *, after: tuple[str, ...]) -> dict:
+    """One batched MCMC call over every group of inputs (e.g. ``clean`` and ``skl@0.1``).
+
+    Returns the final latent of every chain per group, (chains, points, D), the mean of each
+    chain's kept draws, the diagnostics summary per group, seconds and gradient evaluations per
+    point.
+    """
+    def run_chains():
+        inputs = torch.cat(list(groups.values()))
+        started = time.perf_counter()
+        samples = sample(context, model, inputs)
+        seconds = time.perf_counter() - started
+        idata = to_inference_data(samples)
+        bounds, start = {}, 0
+        for name, x in groups.items():
+            bounds[name] = slice(start, start + len(x))
+            start += len(x)
+        thin = max(1, samples.z.shape[1] // NETCDF_MAX_DRAWS)
+        save_netcdf(idata.isel(draw=slice(None, None, thin)),
+                    context.run_dir.path(f"chains/{model.tag}.nc"))
+        mean_z = samples.z.mean(1)  # posterior mean of the kept draws, per chain
+        return {"final_z": {name: samples.final_z[:, span].cpu() for name, span in bounds.items()},
+                "mean_z": {name: mean_z[:, span].cpu() for name, span in bounds.items()},
+                "diagnostics": {name: scalar_summary(idata.isel(point=span))
+                                for name, span in bounds.items()},
+                "seconds_per_point": seconds / len(inputs),
+                "gradient_evaluations_per_point": gradient_evaluations_per_point(samples),
+                "num_transitions": samples.config.num_warmup + samples.config.num_samples,
+                "num_warmup": samples.config.num_warmup, "step_size": samples.config.step_size,
+                "sampler_config": asdict(samples.config),
+                "final_step_size_mean": float(samples.step_size.mean())}
+
+    return context.timed("defence", lambda: context.run_dir.stage(
+        f"chains/{model.tag}.pt", run_chains, code=("inference", THIS), after=after,
+        identity=model.identity))
+
+
+def attack_groups(context: RunContext, x_ref: torch.Tensor, attacks: dict) -> dict:
+    """``clean`` (the references) and ``<attack>@<radius>`` for every attack and radius, each
+    flattened to (N·R, C, H, W) in reference-major order."""
+    groups = {"clean": x_ref}
+    for name, entry in attacks.items():
+        for k, radius in enumerate(context.profile.radii):
+            groups[f"{name}@{radius:g}"] = entry["adversarial"][k].flatten(0, 1)
+    return groups

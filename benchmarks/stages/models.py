@@ -1,0 +1,171 @@
+"""Model stages: the VAE itself (from the pretrained zoo, or trained by SVI in the run directory),
+its test quality (Table 7), the FD-CNN feature network, and the latent classifiers (§5)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from attacks import classifier_accuracy, train_latent_classifier
+from pyro_vae import (ConvVAE, PretrainedNotFound, TrainConfig, VAEConfig, batch_of,
+                      evaluate_vae, train_vae)
+from pyro_vae.checkpoint import checkpoint_payload, model_from_payload
+from pyro_vae.zoo import pretrained
+
+from ..context import RunContext
+from ..frechet import FeatureCNN, feature_accuracy, prior_sample_fd, train_feature_cnn
+
+THIS = __name__
+
+
+def model_tag(kind: str, beta: float) -> str:
+    return f"{kind}_beta{beta:g}"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A frozen VAE ready for attacks and the defence.
+
+    ``identity`` names exactly these weights (the zoo file's sha256, or the fingerprint of the
+    training stage) so that every downstream stage is recomputed when the model changes.
+    ``training`` holds the training record; ``provenance`` the zoo entry (None when trained here).
+    """
+
+    vae: ConvVAE
+    tag: str
+    identity: str
+    training: dict
+    provenance: dict | None
+
+
+def labels_of(targets: torch.Tensor) -> torch.Tensor:
+    """Targets as (N, tasks): ColorMNIST already is (digit, colour); others get one column."""
+    return targets if targets.dim() == 2 else targets.unsqueeze(1)
+
+
+def load_model(context: RunContext, kind: str, beta: float) -> LoadedModel:
+    """The zoo's model when the settings allow it and the zoo has one, else the run's own."""
+    settings = context.settings
+    tag = model_tag(kind, beta)
+    if settings.model_source == "zoo":
+        try:
+            vae, provenance = pretrained(settings.dataset, kind, beta,
+                                         decoder_output=settings.decoder_output,
+                                         map_location=context.device, with_provenance=True)
+        except PretrainedNotFound as missing:
+            print(f"  {tag}: {missing}; training it here with the profile's "
+                  f"{context.profile.epochs} epochs instead")
+        else:
+            training = {"source": "zoo", "train_seconds": provenance["train_seconds"],
+                        "epochs": provenance["epochs"],
+                        "validation_loss": [provenance["final_validation_loss"]]}
+            return LoadedModel(vae.requires_grad_(False), tag, f"zoo:{provenance['sha256']}",
+                               training, provenance)
+    return _trained_here(context, kind, beta, tag)
+
+
+def _trained_here(context: RunContext, kind: str, beta: float, tag: str) -> LoadedModel:
+    config = VAEConfig(kind=kind, beta=beta, num_channels=context.splits.num_channels,
+                       decoder_output=context.settings.decoder_output)
+    name = f"models/{tag}.pt"
+
+    def train():
+        vae = ConvVAE(config)
+        train_config = TrainConfig(epochs=context.profile.epochs, seed=context.settings.seed,
+                                   max_train_points=context.profile.max_train_points)
+        started = time.perf_counter()
+        history = train_vae(vae, context.splits, train_config, device=context.device,
+                            progress=context.settings.progress,
+                            validation_points=context.profile.eval_points,
+                            state_path=context.run_dir.path(f"models/{tag}.state.pt"))
+        metadata = {"source": "trained in this run", "train_seconds": time.perf_counter() - started,
+                    "epochs": history.epochs_done, "train_loss": history.train_loss,
+                    "validation_loss": history.validation_loss,
+                    "learning_rate": history.learning_rate, "epoch_seconds": history.seconds}
+        return checkpoint_payload(vae, metadata=metadata)
+
+    payload = context.timed("training", lambda: context.run_dir.stage(
+        name, train, code=("pyro_vae",), identity=str(config.to_dict())))
+    vae, metadata = model_from_payload(payload, source=name, map_location=context.device)
+    identity = f"run:{context.run_dir.fingerprint(name)}"
+    return LoadedModel(vae.requires_grad_(False), tag, identity, metadata, None)
+
+
+def feature_network(context: RunContext) -> tuple[FeatureCNN, float]:
+    """The CNN behind FD-CNN (our FID substitute), and its test accuracy."""
+    def fit():
+        network = train_feature_cnn(context.splits, epochs=context.profile.feature_epochs,
+                                    device=context.device, seed=context.settings.seed,
+                                    max_points=context.profile.max_train_points)
+        accuracy = feature_accuracy(network, context.splits.test, points=2000,
+                                    device=context.device)
+        return {"state_dict": network.state_dict(), "test_accuracy": accuracy}
+
+    saved = context.timed("feature network", lambda: context.run_dir.stage(
+        "feature_cnn.pt", fit, code=("benchmarks.frechet",)))
+    network = FeatureCNN(context.splits.num_channels).to(context.device)
+    network.load_state_dict(saved["state_dict"])
+    return network.eval().requires_grad_(False), saved["test_accuracy"]
+
+
+def quality(context: RunContext, model: LoadedModel, network: FeatureCNN) -> dict:
+    """ELBO, NLL (the profile's k and points), MSE and FD-CNN on the test split."""
+    def evaluate():
+        evaluation = evaluate_vae(model.vae, context.splits.test, device=context.device,
+                                  num_importance_samples=context.profile.nll_samples,
+                                  max_points=context.profile.eval_points,
+                                  progress=context.settings.progress, seed=context.settings.seed)
+        fd = prior_sample_fd(network, model.vae, context.splits.test,
+                             points=context.profile.fid_points, device=context.device,
+                             seed=context.settings.seed)
+        return {**evaluation.to_dict(), "fd_cnn": fd}
+
+    return context.timed("evaluation", lambda: context.run_dir.stage(
+        f"quality/{model.tag}.json", evaluate, code=("pyro_vae.evaluate", "benchmarks.frechet"),
+        after=("feature_cnn.pt",), identity=model.identity))
+
+
+@torch.no_grad()
+def encoder_means(vae: ConvVAE, subset, device, limit: int | None = None) -> tuple:
+    """μ(x) and labels (N, tasks) of (the first ``limit`` points of) a split."""
+    size = len(subset) if limit is None else min(limit, len(subset))
+    means, labels = [], []
+    for start in range(0, size, 2048):
+        x, targets = batch_of(subset, torch.arange(start, min(start + 2048, size)))
+        means.append(vae.encode(x.to(device))[0])
+        labels.append(labels_of(targets).to(device))
+    return torch.cat(means), torch.cat(labels)
+
+
+def classifiers(context: RunContext, model: LoadedModel) -> tuple[dict[str, torch.nn.Linear], dict]:
+    """Latent classifiers per task (PROTOCOL.md §5) and their clean test accuracy."""
+    vae, device = model.vae, context.device
+
+    def fit():
+        splits = context.splits
+        train_codes, train_labels = encoder_means(vae, splits.train, device,
+                                                  context.profile.max_train_points)
+        val_codes, val_labels = encoder_means(vae, splits.validation, device)
+        test_codes, test_labels = encoder_means(vae, splits.test, device)
+        fitted = {}
+        for column, task in enumerate(context.settings.tasks):
+            layer = train_latent_classifier(
+                train_codes=train_codes, train_labels=train_labels[:, column],
+                val_codes=val_codes, val_labels=val_labels[:, column],
+                generator=context.generator())
+            fitted[task] = {"weight": layer.weight.cpu(), "bias": layer.bias.cpu(),
+                            "test_accuracy": classifier_accuracy(
+                                layer, codes=test_codes, labels=test_labels[:, column])}
+        return fitted
+
+    saved = context.timed("classifiers", lambda: context.run_dir.stage(
+        f"classifiers/{model.tag}.pt", fit, code=("attacks.classifiers", THIS),
+        identity=model.identity))
+    layers = {}
+    for task, state in saved.items():
+        layer = torch.nn.Linear(*reversed(state["weight"].shape)).to(device)
+        layer.load_state_dict({"weight": state["weight"], "bias": state["bias"]})
+        layers[task] = layer.requires_grad_(False).eval()
+    return layers, {task: saved[task]["test_accuracy"] for task in saved}
