@@ -44,14 +44,11 @@ def scalar_summary(idata) -> dict:
 
 
 def gradient_evaluations_per_point(samples) -> float | None:
-    """Potential-gradient evaluations per input, all chains and transitions, warm-up included;
-    None when the sampler does not record them."""
-    counts = [stats["n_grad"] for stats in (samples.sample_stats, samples.warmup_stats)
-              if "n_grad" in stats]
-    if not counts:
+    """Potential-and-gradient evaluations per input, summed over its chains, warm-up and the
+    initial state included; None for samplers that do not count them."""
+    if samples.num_grad_evals is None:
         return None
-    num_points = samples.final_z.shape[1]
-    return float(sum(count.sum().item() for count in counts)) / num_points
+    return samples.num_grad_evals.sum(0).double().mean().item()
 
 
 def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tensor],
