@@ -22,7 +22,10 @@ class Settings:
 
     ``model_source``: ``"zoo"`` uses the pretrained zoo's model where the zoo has one (and trains
     otherwise), ``"train"`` always trains with the profile's epochs. ``decoder_output`` picks the
-    ConvVAE's last layer (``"identity"`` is the authors' ColorMNIST decoder).
+    ConvVAE's last layer (``"identity"`` is the authors' ColorMNIST decoder). ``model_seed``
+    seeds the training of models trained in the run (None: ``seed``); everything else —
+    references, attacks, chains, metrics — follows ``seed``, so runs that differ only in
+    ``model_seed`` measure model-to-model spread.
     """
 
     dataset: str
@@ -34,11 +37,16 @@ class Settings:
     progress: bool
     model_source: str = "zoo"
     decoder_output: str = "sigmoid"
+    model_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.model_source not in MODEL_SOURCES:
             raise ValueError(f"model_source must be one of {MODEL_SOURCES}, "
                              f"got {self.model_source!r}")
+
+    @property
+    def training_seed(self) -> int:
+        return self.seed if self.model_seed is None else self.model_seed
 
     @property
     def tasks(self) -> tuple[str, ...]:

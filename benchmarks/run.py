@@ -116,6 +116,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train", action="store_true",
                         help="train every model in the run with the profile's epochs instead of "
                              "using the pretrained zoo's model")
+    parser.add_argument("--model-seed", type=int, default=None,
+                        help="seed of the models trained in the run (default: --seed); the "
+                             "references, attacks and chains keep --seed")
     parser.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
                         help="the ConvVAE's last layer: sigmoid (ours, default) or identity "
                              "(the authors' ColorMNIST decoder)")
@@ -234,12 +237,13 @@ def main(argv: list[str] | None = None) -> dict:
     settings = Settings(dataset=arguments.dataset, profile=profile, sampler=arguments.sampler,
                         device=device, seed=arguments.seed, data_root=arguments.data_root,
                         progress=not arguments.no_progress, model_source=model_source,
-                        decoder_output=arguments.decoder_output)
+                        decoder_output=arguments.decoder_output, model_seed=arguments.model_seed)
     started = time.perf_counter()
     run_dir = RunDirectory(out, fresh=arguments.fresh)
     configuration = {"dataset": arguments.dataset, "sampler": arguments.sampler,
                      "seed": arguments.seed, "profile": profile.to_dict(),
-                     "model_source": model_source, "decoder_output": arguments.decoder_output}
+                     "model_source": model_source, "decoder_output": arguments.decoder_output,
+                     "model_seed": settings.training_seed}
     try:
         run_dir.pin_configuration(configuration)
     except ConfigurationMismatch as error:
@@ -255,7 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
         "schema_version": SCHEMA_VERSION, "dataset": arguments.dataset,
         "sampler": arguments.sampler, "seed": arguments.seed, "profile": profile.to_dict(),
         "model_source": model_source, "decoder_output": arguments.decoder_output,
-        "tasks": list(settings.tasks), "environment": environment(device),
+        "model_seed": settings.training_seed, "tasks": list(settings.tasks),
+        "environment": environment(device),
         "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler),
         "stages_computed": run_dir.computed,
         "wall_seconds_total": time.perf_counter() - started,

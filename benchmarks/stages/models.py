@@ -73,7 +73,7 @@ def _trained_here(context: RunContext, kind: str, beta: float, tag: str) -> Load
 
     def train():
         vae = ConvVAE(config)
-        train_config = TrainConfig(epochs=context.profile.epochs, seed=context.settings.seed,
+        train_config = TrainConfig(epochs=context.profile.epochs, seed=context.settings.training_seed,
                                    max_train_points=context.profile.max_train_points)
         started = time.perf_counter()
         history = train_vae(vae, context.splits, train_config, device=context.device,
