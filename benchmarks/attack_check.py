@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from pyro_vae import CheckpointError, DatasetNotFoundError, PretrainedNotFound, load_checkpoint
+from pyro_vae import DatasetNotFoundError
 from pyro_vae.vae import DECODER_OUTPUTS
-from pyro_vae.zoo import entry_name, pretrained, sha256_of
+from pyro_vae.zoo import entry_name
 
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
@@ -60,27 +60,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-def load(arguments, device) -> models.LoadedModel:
-    """The checkpoint's model, or the zoo's; a clear error when neither exists."""
-    try:
-        if arguments.checkpoint is not None:
-            vae, training = load_checkpoint(arguments.checkpoint, map_location=device,
-                                            with_metadata=True)
-            identity, provenance = f"file:{sha256_of(arguments.checkpoint)}", None
-        else:
-            vae, provenance = pretrained(arguments.dataset, decoder_output=arguments.decoder_output,
-                                         map_location=device, with_provenance=True)
-            identity, training = f"zoo:{provenance['sha256']}", {"source": "zoo"}
-    except (CheckpointError, PretrainedNotFound) as error:
-        raise SystemExit(f"error: {error}") from None
-    tag = models.model_tag(vae.config.kind, vae.config.beta)
-    return models.LoadedModel(vae.requires_grad_(False), tag, identity, training, provenance)
-
-
 def main(argv: list[str] | None = None) -> dict:
     arguments = parse_arguments(argv)
     device = resolve_device(arguments.device)
-    model = load(arguments, device)
+    model = models.load_checkpoint_or_zoo(arguments.dataset, arguments.checkpoint,
+                                          decoder_output=arguments.decoder_output, device=device)
     config = model.vae.config
     profile = with_overrides(PROFILES["quick"], references=arguments.references,
                              restarts=arguments.restarts, radii=arguments.radii,

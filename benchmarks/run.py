@@ -164,9 +164,19 @@ def environment(device: torch.device) -> dict:
             "packages": versions}
 
 
-def protocol_notes(profile: Profile, dataset: str, sampler: str) -> list[str]:
+TRAINING_FIELDS = ("epochs", "max_train_points")
+
+
+def profile_cuts(profile: Profile, dataset: str, *, all_from_zoo: bool) -> list[str]:
+    """The profile's cuts, without its training knobs when no model is trained in the run."""
+    return [cut for cut in profile.cuts(dataset)
+            if not (all_from_zoo and cut.startswith(TRAINING_FIELDS))]
+
+
+def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
+                   all_from_zoo: bool) -> list[str]:
     notes = [f"profile `{profile.name}` differs from the paper in: {cut}"
-             for cut in profile.cuts(dataset)]
+             for cut in profile_cuts(profile, dataset, all_from_zoo=all_from_zoo)]
     if dataset == "colormnist" and not profile.all_colours:
         notes.append("ColorMNIST drawn with one random colour per image (60k train, 10k test), "
                      "not all 7 colours per image (420k / 70k).")
@@ -202,7 +212,8 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str) -> list[str]:
 
 
 def model_sources(arguments: argparse.Namespace, profile: Profile) -> list[str]:
-    """One line per model of the run: the zoo entry it uses (with provenance) or training."""
+    """One line per model of the run: the zoo entry it uses (with provenance) or training
+    (such lines start with the entry name and "trained")."""
     index = {} if arguments.train else zoo_index()
     lines = []
     for kind, beta in profile.models:
@@ -229,9 +240,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = arguments.out or Path("runs") / f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
     print(f"benchmarks.run: dataset {arguments.dataset}, profile {profile.name}, sampler "
           f"{arguments.sampler}, device {device}, output {out}")
-    for line in model_sources(arguments, profile):
+    sources = model_sources(arguments, profile)
+    all_from_zoo = not any(": trained" in line for line in sources)
+    for line in sources:
         print(f"  model {line}")
-    for cut in profile.cuts(arguments.dataset):
+    for cut in profile_cuts(profile, arguments.dataset, all_from_zoo=all_from_zoo):
         print(f"  profile cut: {cut}")
     model_source = "train" if arguments.train else "zoo"
     settings = Settings(dataset=arguments.dataset, profile=profile, sampler=arguments.sampler,
@@ -261,7 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
         "model_source": model_source, "decoder_output": arguments.decoder_output,
         "model_seed": settings.training_seed, "tasks": list(settings.tasks),
         "environment": environment(device),
-        "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler),
+        "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler,
+                                         all_from_zoo=all_from_zoo),
         "stages_computed": run_dir.computed,
         "wall_seconds_total": time.perf_counter() - started,
     })

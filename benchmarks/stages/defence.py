@@ -31,7 +31,7 @@ def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, ini
     arguments = dict(sampler=context.settings.sampler, num_chains=profile.num_chains,
                      num_warmup=num_warmup, num_samples=num_transitions - num_warmup,
                      step_size=step_size, num_leapfrog_steps=profile.num_leapfrog_steps,
-                     init=init, max_tree_depth=MAX_TREE_DEPTH, seed=context.settings.seed,
+                     jitter=profile.jitter, init=init, max_tree_depth=MAX_TREE_DEPTH, seed=context.settings.seed,
                      progress_bar=context.settings.progress) | overrides
     with pyro.validation_enabled(False), torch.enable_grad():  # inputs are in [0, 1] already
         return sample_posterior(model.vae.model, model.vae.guide, (inputs,), **arguments)

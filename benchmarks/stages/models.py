@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 
 from attacks import classifier_accuracy, train_latent_classifier
-from pyro_vae import (ConvVAE, PretrainedNotFound, TrainConfig, VAEConfig, batch_of,
-                      evaluate_vae, train_vae)
+from pyro_vae import (CheckpointError, ConvVAE, PretrainedNotFound, TrainConfig, VAEConfig,
+                      batch_of, evaluate_vae, load_checkpoint, train_vae)
 from pyro_vae.checkpoint import checkpoint_payload, model_from_payload
-from pyro_vae.zoo import pretrained
+from pyro_vae.zoo import pretrained, sha256_of
 
 from ..context import RunContext
 from ..frechet import FeatureCNN, feature_accuracy, prior_sample_fd, train_feature_cnn
@@ -66,6 +66,24 @@ def load_model(context: RunContext, kind: str, beta: float) -> LoadedModel:
     return _trained_here(context, kind, beta, tag)
 
 
+def load_checkpoint_or_zoo(dataset: str, checkpoint, *, decoder_output: str,
+                           device) -> LoadedModel:
+    """For the one-model commands: the model saved at ``checkpoint``, or (None) the zoo's
+    ``dataset`` VAE with ``decoder_output``; exits with a clear message when it is missing."""
+    try:
+        if checkpoint is not None:
+            vae, training = load_checkpoint(checkpoint, map_location=device, with_metadata=True)
+            identity, provenance = f"file:{sha256_of(checkpoint)}", None
+        else:
+            vae, provenance = pretrained(dataset, decoder_output=decoder_output,
+                                         map_location=device, with_provenance=True)
+            identity, training = f"zoo:{provenance['sha256']}", {"source": "zoo"}
+    except (CheckpointError, PretrainedNotFound) as error:
+        raise SystemExit(f"error: {error}") from None
+    tag = model_tag(vae.config.kind, vae.config.beta)
+    return LoadedModel(vae.requires_grad_(False), tag, identity, training, provenance)
+
+
 def _trained_here(context: RunContext, kind: str, beta: float, tag: str) -> LoadedModel:
     config = VAEConfig(kind=kind, beta=beta, num_channels=context.splits.num_channels,
                        decoder_output=context.settings.decoder_output)
@@ -88,6 +106,8 @@ def _trained_here(context: RunContext, kind: str, beta: float, tag: str) -> Load
 
     payload = context.timed("training", lambda: context.run_dir.stage(
         name, train, code=("pyro_vae",), identity=str(config.to_dict())))
+    # The finished checkpoint supersedes the per-epoch training state.
+    context.run_dir.path(f"models/{tag}.state.pt").unlink(missing_ok=True)
     vae, metadata = model_from_payload(payload, source=name, map_location=context.device)
     identity = f"run:{context.run_dir.fingerprint(name)}"
     return LoadedModel(vae.requires_grad_(False), tag, identity, metadata, None)

@@ -1,0 +1,42 @@
+"""benchmarks.gradient_budget: cost in gradient evaluations and the cheapest sufficient setting."""
+
+import pytest
+
+from benchmarks import gradient_budget
+
+
+@pytest.mark.slow
+def test_budget_rows_count_gradient_evaluations(smoke_run, tmp_path):
+    root, run, _ = smoke_run
+    summary = gradient_budget.main([
+        "--dataset", "mnist", "--checkpoint", str(run / "models" / "beta_vae_beta5.pt"),
+        "--references", "10", "--only", "hmc paper T=4,map T=20", "--out", str(tmp_path),
+        "--data-root", str(root), "--no-progress"])
+    rows = {row["label"]: row for row in summary["rows"]}
+    # T transitions of L = 20 leapfrog steps each, plus the evaluation at the start
+    assert rows["hmc paper T=4"]["gradient_evaluations_per_point"] == 4 * 20 + 1
+    assert rows["map T=20"]["gradient_evaluations_per_point"] == 20 + 1
+    assert rows["no defence"]["gradient_evaluations_per_point"] == 0
+    assert len(rows["hmc paper T=4"]["ms_ssim_per_reference"]) == 10
+    assert summary["cheapest"] is None  # the paper budget was not run
+    assert (tmp_path / "budget.png").stat().st_size > 1000
+
+
+def test_cheapest_setting_reaching_the_paper_gain():
+    rows = [{"label": "no defence", "sampler": None, "ms_ssim": (0.60, 0.02),
+             "gradient_evaluations_per_point": 0},
+            {"label": "hmc paper budget T=250+500", "sampler": "hmc", "ms_ssim": (0.80, 0.02),
+             "gradient_evaluations_per_point": 15751},
+            {"label": "hmc paper T=20", "sampler": "hmc", "ms_ssim": (0.795, 0.02),
+             "gradient_evaluations_per_point": 421},
+            {"label": "map T=20", "sampler": "map", "ms_ssim": (0.70, 0.02),
+             "gradient_evaluations_per_point": 21}]
+    best = gradient_budget.cheapest(rows)
+    assert best["label"] == "hmc paper T=20" and best["target"] == pytest.approx(0.79)
+    assert best["share_of_paper_budget"] == pytest.approx(421 / 15751)
+
+
+def test_unknown_settings_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        gradient_budget.parse_arguments(["--dataset", "mnist", "--only", "hmc T=3"])
+    assert "unknown settings" in capsys.readouterr().err
