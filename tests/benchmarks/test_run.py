@@ -68,11 +68,23 @@ def test_interrupted_run_resumes_after_last_finished_stage(smoke_run, smoke_argu
     (["--dataset", "mnist", "--sampler", "gibbs"], "'hmc', 'nuts', 'map'"),
     (["--dataset", "mnist", "--chains", "1"], "at least 2"),
     (["--dataset", "mnist", "--radii", "0.1,2"], "radii must lie in"),
+    (["--dataset", "mnist", "--models", "vae:5"], "a plain vae has β = 1"),
+    (["--dataset", "mnist", "--models", "beta_vae"], "needs its β"),
+    (["--dataset", "mnist", "--models", "beta_tcvae:-1"], "positive finite"),
+    (["--dataset", "mnist", "--models", "vqvae"], "valid forms: vae, beta_vae:<β>"),
+    (["--dataset", "mnist", "--references", "0"], "must be at least 1"),
 ])
 def test_bad_arguments_exit_with_the_choices(argument, choices, capsys):
     with pytest.raises(SystemExit):
         runner.parse_arguments(argument)
     assert choices in capsys.readouterr().err
+
+
+def test_a_bad_model_list_stops_before_the_run_directory_is_pinned(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        runner.main(["--dataset", "mnist", "--models", "vae:5", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
 
 def test_missing_cuda_is_a_clear_error(monkeypatch):
