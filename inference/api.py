@@ -32,6 +32,8 @@ class SamplerConfig:
 
     jitter: each transition's step size is η·(1 + jitter·(2u − 1)), u ~ U(0, 1) per chain;
     0 is the paper's fixed trajectory η·L (see :class:`~inference.kernels.BatchedKernel`).
+    compile_potential: whether the potential was asked to run as a traced tensor program (see
+    :class:`~inference.target.PosteriorTarget`).
     """
 
     sampler: str
@@ -49,6 +51,7 @@ class SamplerConfig:
     seed: int
     device: str
     jitter: float = 0.0
+    compile_potential: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ def sample_posterior(
     progress_bar: bool = False,
     model_kwargs: dict | None = None,
     jitter: float | None = None,
+    compile_potential: bool = True,
 ) -> PosteriorSamples:
     """Sample p(z|x) ∝ p(x|z) p(z) for every point of ``model_args`` (paper Section 3).
 
@@ -188,6 +192,10 @@ def sample_posterior(
             resonate with the posterior (see :class:`~inference.kernels.BatchedKernel`).
             None: the sampler's default (hmc: 0.5, the others 0). ``jitter=0`` with
             ``sampler="hmc"`` is the paper's exact fixed-L algorithm.
+        compile_potential: evaluate the potential through a ``torch.jit.trace`` of the model's
+            log density, traced and checked once per run (see
+            :class:`~inference.target.PosteriorTarget`); pass False for a model whose Python
+            control flow depends on tensor values.
         init: z₀ ~ q(z|x) (``"sample"``, the paper), its mean, or given initial latents,
             (N, D) for every chain or (num_chains, N, D) (e.g. a warm start, or an oracle start
             at the clean input's code).
@@ -222,7 +230,7 @@ def sample_posterior(
         sampler, num_chains, num_warmup, num_samples, float(step_size),
         spec.num_leapfrog_steps or num_leapfrog_steps, adapt, target_accept, adapt_after_warmup,
         "given" if torch.is_tensor(init) else init, max_tree_depth, latent_site, seed, str(device),
-        jitter,
+        jitter, compile_potential,
     )
     z0 = initial_latents(guide, model_args, num_chains=num_chains,
                          init="mean" if torch.is_tensor(init) else init, latent_site=latent_site,

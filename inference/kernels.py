@@ -60,6 +60,10 @@ class BatchedKernel(MCMCKernel):
     which batched chains in step need to waste nothing. j = 0 is the paper's fixed trajectory.
     The adaptation keeps adapting η from the jittered transitions' acceptance.
 
+    ``compile_potential``: with ``model``, evaluate the full batch through the traced tensor
+    program of :class:`~inference.target.PosteriorTarget` (False for models whose Python control
+    flow depends on tensor values).
+
     Shape:
         initial latents (C, N, D); ``step_size``: a float or a tensor broadcastable to (C, N).
     """
@@ -74,6 +78,7 @@ class BatchedKernel(MCMCKernel):
         generator: torch.Generator | None = None,
         latent_site: str = "z",
         jitter: float = 0.0,
+        compile_potential: bool = True,
         progress_every: int = 50,
     ):
         if (model is None) == (potential_fn is None):
@@ -88,6 +93,7 @@ class BatchedKernel(MCMCKernel):
         self.adaptation = adaptation
         self.generator = generator
         self.jitter = jitter
+        self.compile_potential = compile_potential
         self.progress_every = progress_every
         # Latents live in unconstrained space; a non-None value tells MCMC not to look for any.
         self.transforms: dict = {}
@@ -134,7 +140,8 @@ class BatchedKernel(MCMCKernel):
         :class:`~inference.api.SamplerConfig` (the sampler's own options come from
         :meth:`_config_options`)."""
         return cls(model, step_size=config.step_size, adaptation=adaptation, generator=generator,
-                   latent_site=config.latent_site, jitter=config.jitter, **cls._config_options(config))
+                   latent_site=config.latent_site, jitter=config.jitter,
+                   compile_potential=config.compile_potential, **cls._config_options(config))
 
     @classmethod
     def _config_options(cls, config) -> dict:
@@ -154,7 +161,7 @@ class BatchedKernel(MCMCKernel):
         if self.model is not None:
             target = PosteriorTarget(
                 self.model, model_args, latent_site=self.latent_site,
-                num_chains=z0.shape[0], model_kwargs=model_kwargs,
+                num_chains=z0.shape[0], model_kwargs=model_kwargs, compile=self.compile_potential,
             )
             self._value_and_grad = target.value_and_grad
             self._value_and_grad_rows = target.value_and_grad_rows

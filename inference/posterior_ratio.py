@@ -39,8 +39,9 @@ def log_posterior_ratio(
     if single:
         z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
     copies = z1.shape[0]
+    # One evaluation: tracing a program for it would cost more than it saves.
     target = PosteriorTarget(model, model_args, latent_site=latent_site, num_chains=2 * copies,
-                             model_kwargs=model_kwargs)
+                             model_kwargs=model_kwargs, compile=False)
     with torch.no_grad():
         log_joint = target.log_joint(torch.cat([z1, z2]))
     ratio = log_joint[:copies] - log_joint[copies:]

@@ -1,3 +1,5 @@
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -35,7 +37,7 @@ def test_one_batched_model_call_with_tiled_args(problem):
         seen.append(x.shape)
         problem.model(x)
 
-    target = PosteriorTarget(counting_model, (x,), num_chains=4)
+    target = PosteriorTarget(counting_model, (x,), num_chains=4, compile=False)
     seen.clear()
     target.value_and_grad(torch.randn(4, 5, problem.latent_dim))
     assert seen == [torch.Size([20, x.shape[1]])]
@@ -138,3 +140,51 @@ def test_rows_evaluation_matches_the_full_batch(problem):
     assert row_value.shape == (4,) and row_grad.shape == (4, problem.latent_dim)
     assert torch.allclose(row_value, value.reshape(15)[rows], atol=1e-5)
     assert torch.allclose(row_grad, grad.reshape(15, -1)[rows], atol=1e-5)
+
+
+def test_compiled_potential_matches_the_handler_and_skips_the_python(problem):
+    x = problem.data(5)
+    calls = []
+
+    def counting_model(x):
+        calls.append(x.shape)
+        problem.model(x)
+
+    compiled = PosteriorTarget(counting_model, (x,), num_chains=2)
+    plain = PosteriorTarget(problem.model, (x,), num_chains=2, compile=False)
+    assert compiled.compiled and not plain.compiled
+    calls.clear()
+    z = torch.randn(2, 5, problem.latent_dim)
+    (value, grad), (plain_value, plain_grad) = compiled.value_and_grad(z), plain.value_and_grad(z)
+    assert calls == []  # the traced program runs, not the model's Python
+    assert torch.allclose(value, plain_value, atol=1e-5) and torch.allclose(grad, plain_grad, atol=1e-5)
+
+
+def test_potential_that_cannot_be_traced_faithfully_is_not_compiled(problem):
+    x = problem.data(5)
+
+    def branching_model(x):  # Python control flow on a tensor value: a trace would freeze it
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            scale = 1.0 if bool(z.sum() > 1e6) else 2.0
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True) * scale, 1.0).to_event(1), obs=x[:, :1])
+
+    weight = torch.nn.Parameter(torch.ones(3))  # requires grad: cannot be a traced constant
+
+    def parameter_model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal((z * weight).sum(-1, keepdim=True), 1.0).to_event(1), obs=x[:, :1])
+
+    z = torch.randn(1, 5, 3)
+    target = PosteriorTarget(parameter_model, (x,))
+    assert not target.compiled
+    assert torch.allclose(target.potential(z), PosteriorTarget(parameter_model, (x,), compile=False).potential(z))
+
+    # The documented limit: value-dependent Python control flow is frozen on the branch of the
+    # check's prior draw, so such a model needs compile=False.
+    far = torch.full((1, 5, 3), 1e6)
+    frozen, faithful = PosteriorTarget(branching_model, (x,)), PosteriorTarget(branching_model, (x,), compile=False)
+    assert frozen.compiled and not torch.allclose(frozen.potential(far), faithful.potential(far))
+    expected = 0.5 * (far**2).sum(-1) + 0.5 * (x[:, 0] - far.sum(-1)) ** 2 + 2 * math.log(2 * math.pi)
+    assert torch.allclose(faithful.potential(far), expected, rtol=1e-5)
