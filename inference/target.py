@@ -185,10 +185,13 @@ class PosteriorTarget:
 
     def _compile(self, z_flat: Tensor, expected: Tensor):
         """The full-batch log density traced into a tensor program of (z (C·N, D), *the tensor
-        args and kwargs), or None if it cannot be traced or misses ``expected`` (C·N,) at z."""
+        args and kwargs), or None if it cannot be traced, if the traced run misses ``expected``
+        (C·N,) at z, or if the program does not replay the handler at a second point."""
         slots = [(False, i) for i, a in enumerate(self._tiled_args) if torch.is_tensor(a)]
         slots += [(True, k) for k, v in self._tiled_kwargs.items() if torch.is_tensor(v)]
         inputs = tuple(self._tiled_kwargs[k] if keyword else self._tiled_args[k] for keyword, k in slots)
+
+        traced_values = []
 
         def log_density(z: Tensor, *tensors: Tensor) -> Tensor:
             args, kwargs = list(self._tiled_args), dict(self._tiled_kwargs)
@@ -197,7 +200,9 @@ class PosteriorTarget:
                     kwargs[key] = tensor
                 else:
                     args[key] = tensor
-            return self._log_density(z, tuple(args), kwargs)
+            total = self._log_density(z, tuple(args), kwargs)
+            traced_values.append(total.detach())  # tracing computes the real values: check those
+            return total
 
         try:
             with warnings.catch_warnings(), torch.random.fork_rng(devices=[z_flat.device] if z_flat.is_cuda else []):
@@ -205,14 +210,18 @@ class PosteriorTarget:
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 program = torch.jit.trace(log_density, (z_flat, *inputs), check_trace=False)
-                with torch.no_grad():
-                    reproduced = program(z_flat, *inputs)
         except (RuntimeError, AttributeError):
             # a parameter that requires grad cannot become a constant; a torch without
             # torch.jit.trace (deprecated since 2.9) leaves the handler path
             return None
-        if reproduced.shape != expected.shape or not torch.allclose(reproduced, expected, rtol=1e-5, atol=1e-5,
-                                                                     equal_nan=True):
+        # The traced run must give the model's density at z, and the program must replay the
+        # handler at another point (rows permuted): values read into Python would not follow.
+        other = z_flat.flip(0)
+        with torch.no_grad():
+            checks = [(traced_values[0], expected),
+                      (program(other, *inputs), self._log_density(other, self._tiled_args, self._tiled_kwargs))]
+        if not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5, equal_nan=True)
+                   for a, b in checks):
             return None
         return lambda z: program(z, *inputs)
 

@@ -176,10 +176,17 @@ def test_potential_that_cannot_be_traced_faithfully_is_not_compiled(problem):
             z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
             pyro.sample("x", dist.Normal((z * weight).sum(-1, keepdim=True), 1.0).to_event(1), obs=x[:, :1])
 
+    def baking_model(x):  # a value read into Python becomes a constant of a trace
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            shift = float(z[0, 0])
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True) + shift, 1.0).to_event(1), obs=x[:, :1])
+
     z = torch.randn(1, 5, 3)
-    target = PosteriorTarget(parameter_model, (x,))
-    assert not target.compiled
-    assert torch.allclose(target.potential(z), PosteriorTarget(parameter_model, (x,), compile=False).potential(z))
+    for model in (parameter_model, baking_model):
+        target = PosteriorTarget(model, (x,))
+        assert not target.compiled
+        assert torch.allclose(target.potential(z), PosteriorTarget(model, (x,), compile=False).potential(z))
 
     # The documented limit: value-dependent Python control flow is frozen on the branch of the
     # check's prior draw, so such a model needs compile=False.
