@@ -17,7 +17,10 @@ Section ``bare``: ``inference.sample_posterior(sampler="hmc")`` end to end (enco
 T transitions of L leapfrog steps, the paper's adaptation, default jitter) against the same
 algorithm written directly against the decoder in plain torch autograd (:func:`bare_hmc`: one
 chain per point, same N, T, L, η₀, accept/reject and adaptation), interleaved, best of
-``--bare-repeats``; ratio = sample_posterior / bare.
+``--bare-repeats``. Two bare loops: one evaluates the likelihood with the model's own expression
+(``torch.distributions.Bernoulli(probs).log_prob``), so its ratio is what sample_posterior adds
+(Pyro, the sampler, set-up); the other with x·log p + (1 − x)·log(1 − p), the same density with
+fewer kernels, so its ratio also contains the model's choice of formula.
 
 The models are ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> C×28×28; MNIST C = 1,
 ColorMNIST C = 3) with random weights and a fixed random x in [0, 1]: the cost per point does
@@ -173,9 +176,14 @@ def benchmark(num_points: int, sampler: str, args, device) -> list[tuple]:
     return rows
 
 
-def bare_potential(vae: ConvVAE, x: torch.Tensor):
+BARE_LIKELIHOODS = ("model", "explicit")
+
+
+def bare_potential(vae: ConvVAE, x: torch.Tensor, likelihood: str = "explicit"):
     """U(z) = ½|z|² − Σ_pixels [x log p + (1 − x) log(1 − p)], p = clamp(decoder(z)): the
-    model's potential up to its constant (D/2)·log 2π, written against the decoder.
+    model's potential up to its constant (D/2)·log 2π, written against the decoder. The
+    Bernoulli term is computed as the model does (``likelihood="model"``: torch's
+    ``Bernoulli(probs).log_prob``) or as written above (``"explicit"``).
 
     Shape: z (N, D) -> (U (N,), dU/dz (N, D)), both detached.
     """
@@ -184,7 +192,11 @@ def bare_potential(vae: ConvVAE, x: torch.Tensor):
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             probs = vae.decoder(z).clamp(BERNOULLI_CLAMP, 1 - BERNOULLI_CLAMP)
-            log_likelihood = (x * probs.log() + (1 - x) * (1 - probs).log()).flatten(1).sum(1)
+            if likelihood == "model":
+                terms = torch.distributions.Bernoulli(probs=probs, validate_args=False).log_prob(x)
+            else:
+                terms = x * probs.log() + (1 - x) * (1 - probs).log()
+            log_likelihood = terms.flatten(1).sum(1)
             potential = 0.5 * (z * z).sum(-1) - log_likelihood
             (grad,) = torch.autograd.grad(potential.sum(), z)
         return potential.detach(), grad
@@ -193,14 +205,14 @@ def bare_potential(vae: ConvVAE, x: torch.Tensor):
 
 
 def bare_hmc(vae: ConvVAE, x: torch.Tensor, num_transitions: int, num_leapfrog_steps: int, step_size: float,
-             seed: int = 0) -> torch.Tensor:
+             seed: int = 0, likelihood: str = "explicit") -> torch.Tensor:
     """Algorithm 1 by hand: z₀ ~ q(z|x), then T transitions of L leapfrog steps with a per-point
     step size, accept/reject and the paper's adaptation (PROTOCOL.md §7), no Pyro.
 
     Shape: x (N, C, 28, 28) -> final z (N, D).
     """
     generator = torch.Generator(x.device).manual_seed(seed)
-    value_and_grad = bare_potential(vae, x)
+    value_and_grad = bare_potential(vae, x, likelihood)
     loc, scale = vae.encoder(x)
     z = loc + scale * torch.randn(loc.shape, generator=generator, device=x.device)
     eta = torch.full(z.shape[:1], step_size, device=x.device)
@@ -224,9 +236,9 @@ def bare_hmc(vae: ConvVAE, x: torch.Tensor, num_transitions: int, num_leapfrog_s
     return z
 
 
-def compare_with_bare(dataset: str, num_points: int, args, device) -> tuple[float, float, float]:
-    """Best-of-``bare_repeats`` seconds of sample_posterior(hmc) and of :func:`bare_hmc`, timed
-    alternately, and their ratio."""
+def compare_with_bare(dataset: str, num_points: int, args, device) -> dict[str, float]:
+    """Best-of-``bare_repeats`` seconds of sample_posterior(hmc) (``"ours"``) and of
+    :func:`bare_hmc` with each likelihood expression, timed alternately."""
     vae = random_vae(device, CHANNELS[dataset])
     x = random_images(num_points, CHANNELS[dataset], device)
     steps, length = args.bare_transitions, args.num_leapfrog_steps
@@ -236,20 +248,19 @@ def compare_with_bare(dataset: str, num_points: int, args, device) -> tuple[floa
                          num_samples=steps, step_size=args.step_size, num_leapfrog_steps=length,
                          adapt="paper", adapt_after_warmup=True, seed=0)
 
-    def bare():
-        bare_hmc(vae, x, steps, length, args.step_size)
-
-    seconds = {"ours": [], "bare": []}
+    runs = {name: (lambda name=name: bare_hmc(vae, x, steps, length, args.step_size, likelihood=name))
+            for name in BARE_LIKELIHOODS}
+    runs["ours"] = ours
+    seconds = {name: [] for name in runs}
     with pyro.validation_enabled(False):
         for _ in range(args.bare_repeats):
-            for name, run in (("bare", bare), ("ours", ours)):
+            for name, run in runs.items():
                 synchronize(device)
                 start = time.perf_counter()
                 run()
                 synchronize(device)
                 seconds[name].append(time.perf_counter() - start)
-    best_ours, best_bare = min(seconds["ours"]), min(seconds["bare"])
-    return best_ours, best_bare, best_ours / best_bare
+    return {name: min(values) for name, values in seconds.items()}
 
 
 def main(argv=None):
@@ -303,13 +314,16 @@ def main(argv=None):
     if "bare" in args.sections:
         print(f"\nsample_posterior(sampler='hmc') vs a bare per-point HMC loop on the decoder: "
               f"T={args.bare_transitions}, L={args.num_leapfrog_steps}, best of {args.bare_repeats}")
-        header = f"{'model':<11} {'N':>5} {'sample_posterior s':>18} {'bare loop s':>11} {'ratio':>6}"
+        header = (f"{'model':<11} {'N':>5} {'sample_posterior s':>18} {'bare (model formula) s':>22} "
+                  f"{'ratio':>6} {'bare (explicit) s':>17} {'ratio':>6}")
         print(header)
         print("-" * len(header))
         for dataset in args.datasets:
             for num_points in args.num_points:
-                ours, bare, ratio = compare_with_bare(dataset, num_points, args, device)
-                print(f"{dataset:<11} {num_points:>5} {ours:18.3f} {bare:11.3f} {ratio:6.3f}", flush=True)
+                best = compare_with_bare(dataset, num_points, args, device)
+                print(f"{dataset:<11} {num_points:>5} {best['ours']:18.3f} {best['model']:22.3f} "
+                      f"{best['ours'] / best['model']:6.3f} {best['explicit']:17.3f} "
+                      f"{best['ours'] / best['explicit']:6.3f}", flush=True)
     print(f"load average at the end={os.getloadavg()[0]:.2f}")
 
 
