@@ -65,9 +65,12 @@ class RunContext:
         self.splits = load_dataset(settings.dataset, settings.data_root,
                                    all_colours=self.profile.all_colours, seed=settings.seed)
 
-    def generator(self) -> torch.Generator:
-        """A fresh generator on the run's device, seeded with the run's seed."""
-        return torch.Generator(device=self.device).manual_seed(self.settings.seed)
+    def generator(self, stream: int = 0) -> torch.Generator:
+        """A fresh generator on the run's device, seeded from the run's seed; distinct
+        ``stream`` numbers give independent streams, so that one computation's draws never
+        depend on whether another ran before it."""
+        seed = self.settings.seed + 1_000_003 * stream
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def timed(self, name: str, work):
         """``work()``, its wall time added to the ledger under ``name``."""

@@ -25,6 +25,9 @@ from .models import LoadedModel
 
 THIS = __name__
 PAPER_VARIANT = "paper"
+# Random streams of the robustness metrics (RunContext.generator): the undefended comparisons
+# read the same draws whether or not a defence is scored beside them.
+PLAIN_STREAM, DEFENDED_STREAM, CEILING_STREAM = 0, 1, 2
 
 
 def encoder_latent(vae: ConvVAE, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -83,11 +86,13 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
     """
     vae, profile = model.vae, context.profile
     refs, restarts, chains = len(x_ref), profile.restarts, profile.num_chains
-    generator = context.generator()
     defended_latents = defended and {"sample": defended["final_z"], "mean": defended["mean_z"]}
 
-    def reconstruct(x, mode):
-        return vae.decode(encoder_latent(vae, x, generator if mode == "sample" else None))
+    def sampled(stream, mode):  # z ~ q(z|x) from that stream, or the encoder mean
+        return context.generator(stream) if mode == "sample" else None
+
+    def reconstruct(x, generator):
+        return vae.decode(encoder_latent(vae, x, generator))
 
     def decode_defended(name, mode):  # point-major, chain-minor: (points · chains, C, H, W)
         z = defended_latents[mode][name].to(context.device)
@@ -99,25 +104,25 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
 
     metrics: dict = {"accuracy": {}}
     for mode, suffix in (("sample", ""), ("mean", "_mean_reconstruction")):
-        reference_generator = generator if mode == "sample" else None
+        plain_stream, defended_stream = sampled(PLAIN_STREAM, mode), sampled(DEFENDED_STREAM, mode)
         per_variant: dict[str, dict] = {variant: {} for variant in MS_SSIM_VARIANTS}
         for k, radius in enumerate(profile.radii):
             x_adv = attacks["skl"]["adversarial"][k].flatten(0, 1)
-            plain = similarity_to_references(vae, x_ref, reconstruct(x_adv, mode),
-                                             generator=reference_generator)
+            plain = similarity_to_references(vae, x_ref, reconstruct(x_adv, plain_stream),
+                                             generator=plain_stream)
             guarded = defended and similarity_to_references(
-                vae, x_ref, decode_defended(f"skl@{radius:g}", mode),
-                generator=reference_generator)
+                vae, x_ref, decode_defended(f"skl@{radius:g}", mode), generator=defended_stream)
             for variant in MS_SSIM_VARIANTS:
                 per_variant[variant][f"{radius:g}"] = summary(
                     plain[variant], guarded[variant] if guarded else None)
         metrics[f"ms_ssim{suffix}"] = per_variant[PAPER_VARIANT]
         metrics[f"ms_ssim_standard{suffix}"] = per_variant["standard"]
         metrics[f"mse_references{suffix}"] = summary(
-            squared_error(reconstruct(x_ref, mode), 1),
+            squared_error(reconstruct(x_ref, plain_stream), 1),
             squared_error(decode_defended("clean", mode), chains) if defended else None)
-    clean_copies = reconstruct(x_ref.repeat_interleave(restarts, 0), "sample")
-    clean = similarity_to_references(vae, x_ref, clean_copies, generator=generator)
+    ceiling_stream = context.generator(CEILING_STREAM)
+    clean_copies = reconstruct(x_ref.repeat_interleave(restarts, 0), ceiling_stream)
+    clean = similarity_to_references(vae, x_ref, clean_copies, generator=ceiling_stream)
     metrics["ms_ssim_clean"] = mean_and_standard_error(clean[PAPER_VARIANT])
     metrics["ms_ssim_standard_clean"] = mean_and_standard_error(clean["standard"])
     metrics["attack_objective"] = {name: {f"{radius:g}": summary(entry["objective"][k])
