@@ -76,7 +76,7 @@ def train_one(splits, config: VAEConfig, arguments, device, folder: Path) -> tup
     train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed)
     history = train_vae(vae, splits, train_config, device=device,
                         progress=not arguments.no_progress, state_path=folder / "state.pt")
-    metadata = {"train_config": asdict(train_config),
+    metadata = {"train_config": asdict(train_config), "training_commit": _commit(),
                 "train_seconds": sum(history.seconds), "epochs": history.epochs_done,
                 "train_loss": history.train_loss, "validation_loss": history.validation_loss,
                 "learning_rate": history.learning_rate, "epoch_seconds": history.seconds}
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
                                  num_importance_samples=arguments.nll_samples, max_points=points,
                                  seed=arguments.seed, progress=not arguments.no_progress).to_dict())
         provenance = {
-            "command": command, "commit": _commit(), "dataset": arguments.dataset,
+            "command": command, "commit": _commit(),
+            "training_commit": training.get("training_commit", "not recorded"),
+            "dataset": arguments.dataset,
             "all_colours": arguments.all_colours if arguments.dataset == "colormnist" else None,
             "epochs": training["epochs"], "seed": arguments.seed,
             "schedule": "Adam 5e-4, batch 128, halved after 10 epochs without validation gain",
