@@ -73,10 +73,11 @@ def train_one(splits, config: VAEConfig, arguments, device, folder: Path) -> tup
     if checkpoint.exists():
         return load_checkpoint(checkpoint, map_location=device, with_metadata=True)
     vae = ConvVAE(config)
+    training_commit = _commit()  # the code as this process imported it
     train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed)
     history = train_vae(vae, splits, train_config, device=device,
                         progress=not arguments.no_progress, state_path=folder / "state.pt")
-    metadata = {"train_config": asdict(train_config), "training_commit": _commit(),
+    metadata = {"train_config": asdict(train_config), "training_commit": training_commit,
                 "train_seconds": sum(history.seconds), "epochs": history.epochs_done,
                 "train_loss": history.train_loss, "validation_loss": history.validation_loss,
                 "learning_rate": history.learning_rate, "epoch_seconds": history.seconds}
