@@ -64,6 +64,7 @@ def test_the_shipped_zoo_is_consistent_and_small():
     """Every entry in the repository's zoo has its file, matching sha256 and full provenance,
     and the zoo stays under 25 MB."""
     index = zoo_index()
+    assert {"mnist-vae_beta1", "colormnist-vae_beta1", "colormnist-vae_beta1-identity"} <= set(index)
     total = 0
     for name, entry in index.items():
         for key in ("command", "commit", "epochs", "seed", "train_seconds", "test_nll",
