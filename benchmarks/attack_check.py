@@ -21,17 +21,15 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from pyro_vae import DatasetNotFoundError
-from pyro_vae.vae import DECODER_OUTPUTS
 from pyro_vae.zoo import entry_name
 
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .profiles import PROFILES, with_overrides
 from .report import diagnosis_lines, pair
-from .run import RUN_SAMPLERS, add_shared_arguments, at_least_one, radius_list, resolve_device
+from .run import (RUN_SAMPLERS, add_model_source_arguments, add_shared_arguments, at_least_one,
+                  radius_list, resolve_device)
 from .stages import attacks as attack_stages
 from .stages import defence, metrics, models
 
@@ -40,11 +38,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.attack_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shared_arguments(parser, out_help="default runs/attack-check/<model>")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, default=None,
-                        help="a saved model (default: the pretrained zoo's for the dataset)")
-    source.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
-                        help="which zoo model: sigmoid or the authors' identity decoder")
+    add_model_source_arguments(parser)
     parser.add_argument("--references", type=at_least_one, default=50)
     parser.add_argument("--restarts", type=at_least_one, default=10)
     parser.add_argument("--radii", type=radius_list, default=(0.1, 0.2), help="e.g. 0.1,0.2")

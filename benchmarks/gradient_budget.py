@@ -21,13 +21,11 @@ from pathlib import Path
 
 import torch
 
-from pyro_vae.vae import DECODER_OUTPUTS
-
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .figures import gradient_budget_curve
 from .profiles import PAPER_SAMPLER, PROFILES, with_overrides
-from .run import add_shared_arguments, at_least_one, resolve_device
+from .run import add_model_source_arguments, add_shared_arguments, at_least_one, resolve_device
 from .stages import attacks as attack_stages
 from .stages import defence, metrics, models
 
@@ -69,11 +67,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shared_arguments(parser, out_help="default runs/<dataset>-gradient-budget")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, default=None,
-                        help="a saved model (default: the pretrained zoo's VAE)")
-    source.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
-                        help="which zoo model: sigmoid or the authors' identity decoder")
+    add_model_source_arguments(parser)
     parser.add_argument("--references", type=at_least_one, default=50)
     parser.add_argument("--radius", type=float, default=0.1)
     parser.add_argument("--chains", type=at_least_one, default=2)

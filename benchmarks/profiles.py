@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 # PROTOCOL.md §7, Table 8: (HMC steps T, initial step size η₀) per dataset; L = 20 everywhere.
 PAPER_SAMPLER = {"mnist": (500, 0.1), "fashionmnist": (1000, 0.05), "colormnist": (1000, 0.05)}
+# knobs that only matter to models trained in the run
+TRAINING_FIELDS = ("epochs", "max_train_points")
 PAPER_MODELS = (("vae", 1.0), ("beta_vae", 2.0), ("beta_vae", 5.0), ("beta_vae", 10.0),
                 ("beta_tcvae", 2.0), ("beta_tcvae", 5.0), ("beta_tcvae", 10.0))
 
@@ -49,10 +51,11 @@ class Profile:
         paper_steps, paper_step_size = PAPER_SAMPLER[dataset]
         return (self.num_transitions or paper_steps, self.step_size or paper_step_size)
 
-    def cuts(self, dataset: str) -> list[str]:
-        """What this profile changes relative to the paper's protocol, in words."""
+    def cuts(self, dataset: str, *, ignore: tuple[str, ...] = ()) -> list[str]:
+        """What this profile changes relative to the paper's protocol, in words, leaving out the
+        fields in ``ignore`` (e.g. ``TRAINING_FIELDS`` when no model is trained in the run)."""
         paper = PROFILES["paper"]
-        ignored = {"name"} | ({"all_colours"} if dataset != "colormnist" else set())
+        ignored = {"name", *ignore} | ({"all_colours"} if dataset != "colormnist" else set())
         notes = []
         for field in fields(self):
             mine, theirs = getattr(self, field.name), getattr(paper, field.name)

@@ -76,8 +76,8 @@ def verdict(ours, published: str) -> str:
     return f"{'✓' if sigmas <= 2 else '✗'} {shown} ({sigmas:.1f} SE)"
 
 
-def _cell(pair, digits: int = 2) -> str:
-    mean, error = pair
+def _cell(summary, digits: int = 2) -> str:
+    mean, error = summary
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return ""
     error_text = "" if error is None or math.isnan(error) else f" ({error:.{digits}f})"

@@ -14,7 +14,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from . import figures
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .experiment import run_tables
-from .profiles import PROFILES, Profile, with_overrides
+from .profiles import PROFILES, TRAINING_FIELDS, Profile, with_overrides
 from .report import render
 
 RUN_SAMPLERS = tuple(s for s in SAMPLERS if not s.startswith("pyro_"))  # batched ones only
@@ -102,6 +101,16 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> N
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The one-model commands' choice of model: ``--checkpoint`` or the zoo's VAE for the dataset
+    with ``--decoder-output`` (read by ``stages.models.load_checkpoint_or_zoo``)."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, default=None,
+                        help="a saved model (default: the pretrained zoo's VAE for the dataset)")
+    source.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
+                        help="which zoo model: sigmoid or the authors' identity decoder")
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,19 +173,10 @@ def environment(device: torch.device) -> dict:
             "packages": versions}
 
 
-TRAINING_FIELDS = ("epochs", "max_train_points")
-
-
-def profile_cuts(profile: Profile, dataset: str, *, all_from_zoo: bool) -> list[str]:
-    """The profile's cuts, without its training knobs when no model is trained in the run."""
-    return [cut for cut in profile.cuts(dataset)
-            if not (all_from_zoo and cut.startswith(TRAINING_FIELDS))]
-
-
 def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
-                   all_from_zoo: bool) -> list[str]:
+                   ignore: tuple[str, ...]) -> list[str]:
     notes = [f"profile `{profile.name}` differs from the paper in: {cut}"
-             for cut in profile_cuts(profile, dataset, all_from_zoo=all_from_zoo)]
+             for cut in profile.cuts(dataset, ignore=ignore)]
     if dataset == "colormnist" and not profile.all_colours:
         notes.append("ColorMNIST drawn with one random colour per image (60k train, 10k test), "
                      "not all 7 colours per image (420k / 70k).")
@@ -211,23 +211,24 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
     return notes
 
 
-def model_sources(arguments: argparse.Namespace, profile: Profile) -> list[str]:
-    """One line per model of the run: the zoo entry it uses (with provenance) or training
-    (such lines start with the entry name and "trained")."""
+def zoo_entries(arguments: argparse.Namespace, profile: Profile) -> dict[str, dict | None]:
+    """Entry name → the zoo entry each model of the run will use, or None when it is trained in
+    the run (``--train``, or not in the zoo)."""
     index = {} if arguments.train else zoo_index()
-    lines = []
-    for kind, beta in profile.models:
-        name = entry_name(arguments.dataset, kind, beta, decoder_output=arguments.decoder_output)
-        entry = index.get(name)
-        if entry is None:
-            reason = "--train" if arguments.train else "not in the zoo"
-            lines.append(f"{name}: trained in this run, {profile.epochs} epochs ({reason})")
-        else:
-            lines.append(f"{name}: pretrained zoo model, {entry['epochs']} epochs, test NLL "
-                         f"{entry['test_nll']:.2f} (k = {entry['nll_importance_samples']}, "
-                         f"{entry['nll_points']}), commit {entry['commit'][:12]}, "
-                         f"sha256 {entry['sha256'][:12]}; made by `{entry['command']}`")
-    return lines
+    names = [entry_name(arguments.dataset, kind, beta, decoder_output=arguments.decoder_output)
+             for kind, beta in profile.models]
+    return {name: index.get(name) for name in names}
+
+
+def describe_source(name: str, entry: dict | None, *, train: bool, epochs: int) -> str:
+    """One line: the zoo entry a model uses, with its provenance, or that it is trained."""
+    if entry is None:
+        reason = "--train" if train else "not in the zoo"
+        return f"{name}: trained in this run, {epochs} epochs ({reason})"
+    return (f"{name}: pretrained zoo model, {entry['epochs']} epochs, test NLL "
+            f"{entry['test_nll']:.2f} (k = {entry['nll_importance_samples']}, "
+            f"{entry['nll_points']}), commit {entry['commit'][:12]}, "
+            f"sha256 {entry['sha256'][:12]}; made by `{entry['command']}`")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -240,11 +241,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = arguments.out or Path("runs") / f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
     print(f"benchmarks.run: dataset {arguments.dataset}, profile {profile.name}, sampler "
           f"{arguments.sampler}, device {device}, output {out}")
-    sources = model_sources(arguments, profile)
-    all_from_zoo = not any(": trained" in line for line in sources)
-    for line in sources:
+    entries = zoo_entries(arguments, profile)
+    for name, entry in entries.items():
+        line = describe_source(name, entry, train=arguments.train, epochs=profile.epochs)
         print(f"  model {line}")
-    for cut in profile_cuts(profile, arguments.dataset, all_from_zoo=all_from_zoo):
+    # With every model from the zoo, the profile's training knobs cut nothing from the protocol.
+    ignore = TRAINING_FIELDS if all(entry is not None for entry in entries.values()) else ()
+    for cut in profile.cuts(arguments.dataset, ignore=ignore):
         print(f"  profile cut: {cut}")
     model_source = "train" if arguments.train else "zoo"
     settings = Settings(dataset=arguments.dataset, profile=profile, sampler=arguments.sampler,
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model_seed": settings.training_seed, "tasks": list(settings.tasks),
         "environment": environment(device),
         "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler,
-                                         all_from_zoo=all_from_zoo),
+                                         ignore=ignore),
         "stages_computed": run_dir.computed,
         "wall_seconds_total": time.perf_counter() - started,
     })
