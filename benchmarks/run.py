@@ -1,6 +1,7 @@
 """``python -m benchmarks.run --dataset colormnist``: reproduce the paper's Tables 2–4 end to end.
 
-Writes into the run directory (default ``runs/<dataset>-<profile>-<sampler>``): ``results.json``
+Writes into the run directory (default ``runs/<dataset>-<profile>-<sampler>``, with
+``-identity`` / ``-train`` appended for those options): ``results.json``
 (every number with its configuration, seeds, versions, device and wall times), ``report.md``,
 figures (``examples.png``, ``posterior_ratio.png``, ``robustness_vs_time.png``), the chains as
 ArviZ NetCDF (``chains/``), and every intermediate stage, which a rerun reuses (``--fresh``
@@ -115,7 +116,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shared_arguments(parser, out_help="run directory (default "
-                                          "runs/<dataset>-<profile>-<sampler>)")
+                                          "runs/<dataset>-<profile>-<sampler>[-identity][-train])")
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES),
                         help="paper: full protocol (GPU); quick (default): ~15 min on a 2-core "
                              "CPU; smoke: about a minute")
@@ -231,6 +232,17 @@ def describe_source(name: str, entry: dict | None, *, train: bool, epochs: int) 
             f"sha256 {entry['sha256'][:12]}; made by `{entry['command']}`")
 
 
+def default_run_directory(arguments: argparse.Namespace, profile: Profile) -> Path:
+    """``runs/<dataset>-<profile>-<sampler>[-identity][-train]``: the choices that change every
+    model get their own folder, since a run directory refuses a second configuration."""
+    name = f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
+    if arguments.decoder_output != "sigmoid":
+        name += f"-{arguments.decoder_output}"
+    if arguments.train:
+        name += "-train"
+    return Path("runs") / name
+
+
 def main(argv: list[str] | None = None) -> dict:
     arguments = parse_arguments(argv)
     device = resolve_device(arguments.device)
@@ -238,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         name: getattr(arguments, name) for name in (
             "epochs", "references", "restarts", "num_transitions", "num_leapfrog_steps",
             "step_size", "num_chains", "radii", "models")})
-    out = arguments.out or Path("runs") / f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
+    out = arguments.out or default_run_directory(arguments, profile)
     print(f"benchmarks.run: dataset {arguments.dataset}, profile {profile.name}, sampler "
           f"{arguments.sampler}, device {device}, output {out}")
     entries = zoo_entries(arguments, profile)

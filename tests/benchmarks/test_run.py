@@ -87,6 +87,18 @@ def test_a_bad_model_list_stops_before_the_run_directory_is_pinned(tmp_path, mon
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
 
+def test_default_run_directories_keep_decoder_outputs_and_training_apart():
+    """The README's two ColorMNIST commands must not collide in one pinned directory."""
+    def folder(*extra):
+        arguments = runner.parse_arguments(["--dataset", "colormnist", *extra])
+        profile = runner.PROFILES[arguments.profile]
+        return runner.default_run_directory(arguments, profile).as_posix()
+
+    assert folder() == "runs/colormnist-quick-hmc"
+    assert folder("--decoder-output", "identity") == "runs/colormnist-quick-hmc-identity"
+    assert folder("--train", "--sampler", "nuts") == "runs/colormnist-quick-nuts-train"
+
+
 def test_missing_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="no CUDA device"):
