@@ -78,9 +78,7 @@ def train_one(splits, config: VAEConfig, arguments, device, folder: Path) -> tup
     history = train_vae(vae, splits, train_config, device=device,
                         progress=not arguments.no_progress, state_path=folder / "state.pt")
     metadata = {"train_config": asdict(train_config), "training_commit": training_commit,
-                "train_seconds": sum(history.seconds), "epochs": history.epochs_done,
-                "train_loss": history.train_loss, "validation_loss": history.validation_loss,
-                "learning_rate": history.learning_rate, "epoch_seconds": history.seconds}
+                "train_seconds": sum(history.seconds), **history.record()}
     save_checkpoint(vae, checkpoint, metadata=metadata)
     return vae.eval(), metadata
 

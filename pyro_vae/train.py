@@ -66,6 +66,12 @@ class TrainHistory:
     def epochs_done(self) -> int:
         return len(self.train_loss)
 
+    def record(self) -> dict:
+        """The history as checkpoint metadata: epochs done and the per-epoch lists."""
+        return {"epochs": self.epochs_done, "train_loss": self.train_loss,
+                "validation_loss": self.validation_loss, "learning_rate": self.learning_rate,
+                "epoch_seconds": self.seconds}
+
 
 def _with_module(fn, vae: ConvVAE):
     """``fn`` (model or guide) with the VAE's parameters registered for the optimiser."""

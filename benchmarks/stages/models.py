@@ -98,10 +98,8 @@ def _trained_here(context: RunContext, kind: str, beta: float, tag: str) -> Load
                             progress=context.settings.progress,
                             validation_points=context.profile.eval_points,
                             state_path=context.run_dir.path(f"models/{tag}.state.pt"))
-        metadata = {"source": "trained in this run", "train_seconds": time.perf_counter() - started,
-                    "epochs": history.epochs_done, "train_loss": history.train_loss,
-                    "validation_loss": history.validation_loss,
-                    "learning_rate": history.learning_rate, "epoch_seconds": history.seconds}
+        metadata = {"source": "trained in this run",
+                    "train_seconds": time.perf_counter() - started, **history.record()}
         return checkpoint_payload(vae, metadata=metadata)
 
     payload = context.timed("training", lambda: context.run_dir.stage(
