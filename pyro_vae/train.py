@@ -6,10 +6,10 @@ random streams and the loss history are written there atomically after every epo
 call with the same path and configuration continues from the last finished epoch. A resumed run
 takes the same minibatches and the same learning-rate decisions as an uninterrupted one.
 
-The model's parameters enter Pyro's parameter store only inside ``train_vae`` and only in a private
-scope of that store: ``ConvVAE.model``/``guide`` themselves never call ``pyro.module``, so tracing the
-guide of one trained model (attacks) or conditioning its model (defence) can never pick up another
-model's weights from a global store.
+``train_vae`` registers the model's parameters (``pyro.module``) and trains inside a private scope
+of Pyro's parameter store, so what it leaves behind is the trained module, not entries in a global
+store. (``ConvVAE.model``/``guide`` also call ``pyro.module`` themselves; ``HierarchicalVAE``'s do
+not; either way the registration here is what the optimiser sees.)
 """
 
 from __future__ import annotations
