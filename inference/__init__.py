@@ -7,15 +7,17 @@ knows nothing about images or VAEs.
 from inference.adaptation import AdaptState, StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
 from inference.api import PosteriorSamples, SamplerConfig, sample_posterior
 from inference.diagnostics import DiagnosticsSummary, convergence, save_netcdf, summarize, to_inference_data
-from inference.hmc import HMCInfo, HMCState, hmc_init, hmc_step
+from inference.hmc import HMCInfo, HMCNoise, HMCState, draw_hmc_noise, hmc_init, hmc_move, hmc_step
 from inference.integrator import leapfrog
-from inference.kernels import BatchedHMC, BatchedKernel, BatchedMAP, BatchedNUTS
+from inference.kernels import BatchedHMC, BatchedKernel, BatchedMAP, BatchedNUTS, jittered_step_size
 from inference.mala import BatchedMALA
 from inference.map import MAPInfo, MAPState, map_init, map_step
 from inference.nuts import NUTSInfo, nuts_step
 from inference.posterior_ratio import KSResult, ks_two_sample, log_posterior_ratio
 from inference.samplers import SAMPLERS, RunResult, SamplerRegistry, SamplerSpec
 from inference.target import PosteriorTarget, initial_latents
+from inference.unrolled import (ChainNoise, UnrolledHMC, differentiable_value_and_grad, draw_chain_noise,
+                                unrolled_hmc)
 
 __all__ = [
     "SAMPLERS",
@@ -25,8 +27,10 @@ __all__ = [
     "BatchedMALA",
     "BatchedMAP",
     "BatchedNUTS",
+    "ChainNoise",
     "DiagnosticsSummary",
     "HMCInfo",
+    "HMCNoise",
     "HMCState",
     "KSResult",
     "MAPInfo",
@@ -39,13 +43,19 @@ __all__ = [
     "SamplerRegistry",
     "SamplerSpec",
     "StepSizeAdaptation",
+    "UnrolledHMC",
     "adapt_end_warmup",
     "adapt_init",
     "adapt_update",
     "convergence",
+    "differentiable_value_and_grad",
+    "draw_chain_noise",
+    "draw_hmc_noise",
     "hmc_init",
+    "hmc_move",
     "hmc_step",
     "initial_latents",
+    "jittered_step_size",
     "ks_two_sample",
     "leapfrog",
     "log_posterior_ratio",
@@ -56,4 +66,5 @@ __all__ = [
     "save_netcdf",
     "summarize",
     "to_inference_data",
+    "unrolled_hmc",
 ]

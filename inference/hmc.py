@@ -74,6 +74,21 @@ def kinetic_energy(momentum: Tensor) -> Tensor:
     return 0.5 * (momentum * momentum).sum(dim=-1)
 
 
+class HMCNoise(NamedTuple):
+    """The random numbers of one HMC transition. Shape: momentum (*B, D), uniform (*B)."""
+
+    momentum: Tensor
+    uniform: Tensor
+
+
+def draw_hmc_noise(z: Tensor, generator: torch.Generator | None) -> HMCNoise:
+    """p ~ N(0, I) then one U(0, 1) per chain, in fixed shapes, so a chain's randomness does not
+    depend on the values of any other chain. Shape: z (*B, D)."""
+    momentum = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+    uniform = torch.rand(z.shape[:-1], generator=generator, dtype=z.dtype, device=z.device)
+    return HMCNoise(momentum, uniform)
+
+
 def hmc_step(
     state: HMCState,
     value_and_grad: ValueAndGrad,
@@ -81,16 +96,31 @@ def hmc_step(
     num_steps: int,
     generator: torch.Generator | None,
 ) -> tuple[HMCState, HMCInfo]:
-    """One HMC transition per chain: p ~ N(0, I), ``num_steps`` leapfrog steps, Metropolis test.
+    """One HMC transition per chain: :func:`draw_hmc_noise` from ``generator``, then
+    :func:`hmc_move`.
 
-    Random numbers are drawn in fixed shapes (momentum (*B, D), then one uniform per chain), so
-    a chain's randomness does not depend on the values of any other chain.
+    Shape: step_size (*B); returns the new state and an :class:`HMCInfo` of shape (*B).
+    """
+    return hmc_move(state, value_and_grad, step_size, num_steps, draw_hmc_noise(state.z, generator))
+
+
+def hmc_move(
+    state: HMCState,
+    value_and_grad: ValueAndGrad,
+    step_size: Tensor,
+    num_steps: int,
+    noise: HMCNoise,
+) -> tuple[HMCState, HMCInfo]:
+    """The deterministic part of a transition, given its random numbers: ``num_steps`` leapfrog
+    steps from momentum ``noise.momentum``, then the Metropolis test against ``noise.uniform``.
+
+    The next state is chosen with ``torch.where``, so when ``value_and_grad`` keeps its graph
+    the transition is differentiable along the chosen branch (:mod:`inference.unrolled`).
 
     Shape: step_size (*B); returns the new state and an :class:`HMCInfo` of shape (*B).
     """
     z, potential, grad = state
-    momentum = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
-    uniform = torch.rand(potential.shape, generator=generator, dtype=z.dtype, device=z.device)
+    momentum, uniform = noise
     energy = potential + kinetic_energy(momentum)
 
     z_new, momentum_new, potential_new, grad_new = leapfrog(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from inference.target import ValueAndGrad
@@ -19,19 +20,21 @@ def leapfrog(
 
     The gradient at the start is passed in (it is known from the previous transition) and the
     inner half-steps of momentum are fused into full steps, so the loop costs exactly
-    ``num_steps`` batched potential+gradient calls. Inputs are not modified; the loop updates
-    its own two buffers in place (no per-step allocation besides the model call). A negative
-    step size integrates backwards in time (used by NUTS).
+    ``num_steps`` batched potential+gradient calls. Updates are out of place (``torch.addcmul``
+    is the kernel of ``addcmul_``, so values are bit-identical and no slower measured at N = 50,
+    L = 20 on the MNIST VAE): with a ``value_and_grad`` that keeps its graph
+    (:func:`inference.unrolled.differentiable_value_and_grad`) the trajectory is then
+    differentiable, since autograd forbids overwriting a position the potential saved. A
+    negative step size integrates backwards in time (used by NUTS).
 
     Shape:
         z, momentum, grad: (*B, D); step_size: (*B); returns (z, momentum, potential (*B), grad).
     """
     eps = step_size.unsqueeze(-1)
     half_eps = 0.5 * eps
-    z = z.clone()
     momentum = momentum - half_eps * grad
     for step in range(num_steps):
-        z.addcmul_(eps, momentum)
+        z = torch.addcmul(z, eps, momentum)
         potential, grad = value_and_grad(z)
-        momentum.addcmul_(eps if step < num_steps - 1 else half_eps, grad, value=-1.0)
+        momentum = torch.addcmul(momentum, eps if step < num_steps - 1 else half_eps, grad, value=-1.0)
     return z, momentum, potential, grad

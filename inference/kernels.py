@@ -40,6 +40,16 @@ def stack_infos(infos: list[NamedTuple]) -> NamedTuple | None:
     return type(infos[0])(*(torch.stack(field) for field in zip(*infos)))
 
 
+def jittered_step_size(step_size: Tensor, jitter: float, generator: torch.Generator | None) -> Tensor:
+    """One transition's step sizes, η·(1 + j·(2u − 1)) per chain with u ~ U(0, 1) drawn from
+    ``generator`` (see :class:`BatchedKernel`). Shape: step_size (C, N) -> (C, N)."""
+    if jitter == 0.0:  # the paper's fixed trajectory; no draw, so the stream is unchanged
+        return step_size
+    uniform = torch.rand(step_size.shape, generator=generator, dtype=step_size.dtype,
+                         device=step_size.device)
+    return step_size * (1.0 + jitter * (2.0 * uniform - 1.0))
+
+
 class BatchedKernel(MCMCKernel):
     """Common adapter: state handling, per-chain step sizes and adaptation, Info records.
 
@@ -212,12 +222,7 @@ class BatchedKernel(MCMCKernel):
         return state
 
     def _jittered(self, step_size: Tensor) -> Tensor:
-        """This transition's step sizes, η·(1 + j·(2u − 1)) per chain. Shape: (C, N)."""
-        if self.jitter == 0.0:  # the paper's fixed trajectory; no draw, so its stream is unchanged
-            return step_size
-        uniform = torch.rand(step_size.shape, generator=self.generator, dtype=step_size.dtype,
-                             device=step_size.device)
-        return step_size * (1.0 + self.jitter * (2.0 * uniform - 1.0))
+        return jittered_step_size(step_size, self.jitter, self.generator)
 
     def _adaptation_statistic(self, info) -> Tensor:
         return info.accept_prob
