@@ -1,4 +1,5 @@
-"""The report's figures as PNG: Figure 3 (examples), Figure 2 (posterior ratio), Figure 6 (time)."""
+"""The report's figures as PNG: examples (Figure 3), posterior ratio (Figure 2), time (Figure 6), and the
+experiments' curves and bars."""
 
 from __future__ import annotations
 
@@ -61,12 +62,12 @@ def robustness_over_time(curve: dict, path: Path) -> Path:
     """MS-SSIM against seconds per point (paper Figure 6), labelled with T."""
     points = curve["curve"]
     seconds = [p["seconds_per_point"] for p in points]
-    scores = [p["ms_ssim"] for p in points]
-    errors = [p["standard_error"] for p in points]
+    scores = [p["ms_ssim"][0] for p in points]
+    errors = [p["ms_ssim"][1] for p in points]
     figure, axis = plt.subplots(figsize=(5, 3.2))
     axis.errorbar(seconds, scores, yerr=errors, marker="o", capsize=3)
     for p in points:
-        axis.annotate(f"T={p['transitions']}", (p["seconds_per_point"], p["ms_ssim"]),
+        axis.annotate(f"T={p['transitions']}", (p["seconds_per_point"], p["ms_ssim"][0]),
                       textcoords="offset points", xytext=(4, -10), fontsize=8)
     axis.set_xlabel("seconds per point")
     axis.set_ylabel("MS-SSIM$[\\tilde{x}_r, \\tilde{x}_a]$")
@@ -95,4 +96,40 @@ def gradient_budget_curve(rows: list[dict], path: Path, *, radius: float) -> Pat
     axis.set_ylabel("MS-SSIM$[\\tilde{x}_r, \\tilde{x}_a]$ (paper variant)")
     axis.set_title(f"Robustness per gradient evaluation, radius {radius:g}", fontsize=9)
     axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def curves(series: dict[str, list[tuple[float, float, float]]], path: Path, *, xlabel: str,
+           ylabel: str, title: str, log_x: bool = False) -> Path:
+    """One line with standard-error bars per series: label → [(x, mean, standard error)]."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.4))
+    for label, points in series.items():
+        xs, means, errors = zip(*points)
+        axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=label)
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: Path, *, ylabel: str,
+                 title: str) -> Path:
+    """Bars with standard-error whiskers: group (x tick) → bar label → (mean, standard error)."""
+    names = list(groups)
+    labels = list(dict.fromkeys(label for bars in groups.values() for label in bars))
+    width = 0.8 / len(labels)
+    figure, axis = plt.subplots(figsize=(max(5.5, 0.9 * len(names)), 3.4))
+    for i, label in enumerate(labels):
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j, name in enumerate(names)
+              if label in groups[name]]
+        values = [groups[name][label] for name in names if label in groups[name]]
+        axis.bar(xs, [v[0] for v in values], width, yerr=[v[1] for v in values], capsize=2,
+                 label=label)
+    axis.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=8)
     return _save(figure, path)

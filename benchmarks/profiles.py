@@ -40,7 +40,6 @@ class Profile:
     jitter: float | None  # HMC step-size jitter; 0 = the paper's exact fixed-L HMC, None = default
     num_chains: int
     warmup_fraction: float
-    timing_transitions: tuple[int, ...]  # robustness-versus-time curve (Figure 6)
     eval_points: int | None  # test (and validation) points for ELBO / NLL / MSE; None = all
     nll_samples: int
     fid_points: int
@@ -83,20 +82,20 @@ PROFILES = {
         name="paper", epochs=300, max_train_points=None, all_colours=True, models=PAPER_MODELS,
         references=50, restarts=10, radii=(0.1, 0.2), attack_steps=50, num_transitions=None,
         step_size=None, num_leapfrog_steps=20, jitter=0.0, num_chains=2, warmup_fraction=0.5,
-        timing_transitions=(0, 100, 500, 1000), eval_points=None, nll_samples=1000,
+        eval_points=None, nll_samples=1000,
         fid_points=10000, feature_epochs=10),
     "quick": Profile(
         name="quick", epochs=4, max_train_points=None, all_colours=False,
         models=(("vae", 1.0),), references=50, restarts=1, radii=(0.1, 0.2), attack_steps=50,
         num_transitions=100, step_size=None, num_leapfrog_steps=20, jitter=None, num_chains=2,
-        warmup_fraction=0.5, timing_transitions=(0, 10, 50, 100), eval_points=1000,
+        warmup_fraction=0.5, eval_points=1000,
         nll_samples=100, fid_points=2000, feature_epochs=1),
     "smoke": Profile(
         name="smoke", epochs=1, max_train_points=2000, all_colours=False,
         models=(("vae", 1.0), ("beta_vae", 5.0)), references=10, restarts=2, radii=(0.1, 0.2),
         attack_steps=5, num_transitions=10, step_size=None, num_leapfrog_steps=5, jitter=None,
         num_chains=2,
-        warmup_fraction=0.5, timing_transitions=(0, 2, 6), eval_points=128, nll_samples=10,
+        warmup_fraction=0.5, eval_points=128, nll_samples=10,
         fid_points=128, feature_epochs=1),
 }
 

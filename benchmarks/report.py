@@ -261,7 +261,7 @@ def diagnosis_lines(diagnosis: dict) -> list[str]:
 
 
 def diagnosis_section(entry: dict) -> list[str]:
-    return ["## Where the defence falls short, and why (measured on this model)", "",
+    return ["### Where the defence falls short, and why (measured on this model)", "",
             *diagnosis_lines(entry["diagnosis"]), ""]
 
 
@@ -273,24 +273,19 @@ def time_table(curve: dict) -> list[str]:
     return lines
 
 
-def render(results: dict) -> str:
+def render_tables(run: dict, section: dict) -> list[str]:
+    """The ``tables`` experiment's part of the report; ``run`` holds the run's shared fields."""
+    results = {**run, **section}
     dataset, profile = results["dataset"], results["profile"]
     first = next(iter(results["models"].values()))
     defence = first["defence"]
     lines = [
-        f"# Robustness of VAEs with an MCMC defence: {dataset}, profile `{profile['name']}`",
+        f"## Table {TABLE_NUMBER[dataset]}: robustness to unsupervised and classifier attacks",
         "",
         f"Sampler `{results['sampler']}`, T = {defence['num_transitions']} transitions "
         f"({defence['num_warmup']} warm-up), L = {profile['num_leapfrog_steps']}, η₀ = "
         f"{defence['step_size']}, {profile['num_chains']} chains per input; "
-        f"{profile['references']} references × {profile['restarts']} restarts; device "
-        f"{results['environment']['device']}; total wall time {results['wall_seconds_total']:.0f} s.",
-        "",
-        "## Models",
-        "",
-        *provenance_lines(results),
-        "",
-        f"## Table {TABLE_NUMBER[dataset]}: robustness to unsupervised and classifier attacks",
+        f"{profile['references']} references × {profile['restarts']} restarts.",
         "",
         "MS-SSIM[x̃_r, x̃_a] ↑ (the paper's variant of the formula, see notes) with x̃ = decode(z), "
         "z ~ q(z|x) or the chain's final state, as the paper (mean over restarts and chains, then "
@@ -302,11 +297,17 @@ def render(results: dict) -> str:
         *robustness_table(results),
         "",
         *ceiling_lines(results),
-        "## All models",
+        "![examples](examples.png)",
+        "",
+        "### Models",
+        "",
+        *provenance_lines(results),
+        "",
+        "### All models",
         "",
         *grid_table(results),
         "",
-        "## Beyond the paper",
+        "### Beyond the paper",
         "",
         "The standard MS-SSIM formula (Wang et al. 2003) on the same reconstructions:",
         "",
@@ -323,14 +324,14 @@ def render(results: dict) -> str:
         "",
         *objective_table(results),
         "",
-        "## Model quality (paper Table 7)",
+        "### Model quality (paper Table 7)",
         "",
         f"Paper, −log p(x) / MSE: {PAPER_QUALITY[dataset]}. NLL uses k = {profile['nll_samples']} "
         "importance samples. FD-CNN is our FID substitute (see notes); not comparable to FID.",
         "",
         *quality_table(results),
         "",
-        "## Chain diagnostics (ArviZ, kept draws after warm-up)",
+        "### Chain diagnostics (ArviZ, kept draws after warm-up)",
         "",
         *diagnostics_table(results),
         "",
@@ -339,17 +340,21 @@ def render(results: dict) -> str:
     ]
     if "diagnosis" in first:
         lines += diagnosis_section(first)
-    if "posterior_ratio" in first:
-        ratio = first["posterior_ratio"]
-        lines += ["## Posterior ratio (paper eq. 11, Figure 2)", "",
-                  f"Radius {ratio['radius']:g}: two-sample KS statistic "
-                  f"{ratio['ks_statistic']:.3f}, p = {ratio['ks_pvalue']:.3g} (paper: p = 0.029 "
-                  "with 500 attacks and 500 HMC steps). ![posterior ratio](posterior_ratio.png)", ""]
-    if "robustness_over_time" in first:
-        lines += ["## Robustness versus time (paper Figure 6, Table 5)", "",
-                  *time_table(first["robustness_over_time"]), "",
-                  "![robustness versus time](robustness_vs_time.png)", "",
-                  "![examples](examples.png)", ""]
+    return lines
+
+
+def render(results: dict, renderers: dict) -> str:
+    """The whole ``report.md``: the run's header, every experiment's section (``renderers``:
+    experiment name → its ``render(run, section)``), the protocol notes."""
+    dataset, profile = results["dataset"], results["profile"]
+    lines = [f"# Robustness of VAEs with an MCMC defence: {dataset}, profile `{profile['name']}`",
+             "",
+             f"Experiments: {', '.join(f'`{name}`' for name in results['experiments'])}; "
+             f"sampler `{results['sampler']}`; device {results['environment']['device']}; "
+             f"seed {results['seed']}.",
+             ""]
+    for name, section in results["experiments"].items():
+        lines += renderers[name](results, section)
     lines += ["## Differences from the paper's protocol", "",
               *[f"- {note}" for note in results["protocol_notes"]], ""]
     return "\n".join(lines)

@@ -1,11 +1,14 @@
-"""``python -m benchmarks.run --dataset colormnist``: reproduce the paper's Tables 2–4 end to end.
+"""``python -m benchmarks.run --dataset colormnist [--experiment NAME]``: reproduce the paper's
+Tables 2–4 end to end (``tables``, the default), or run one of the other experiments
+(:mod:`benchmarks.experiments`: the posterior ratio, robustness against T, the radius sweep,
+every attack objective, every sampler).
 
 Writes into the run directory (default ``runs/<dataset>-<profile>-<sampler>``, with
-``-identity`` / ``-train`` appended for those options): ``results.json``
-(every number with its configuration, seeds, versions, device and wall times), ``report.md``,
-figures (``examples.png``, ``posterior_ratio.png``, ``robustness_vs_time.png``), the chains as
-ArviZ NetCDF (``chains/``), and every intermediate stage, which a rerun reuses (``--fresh``
-recomputes).
+``-identity`` / ``-train`` appended for those options), which every experiment of the same
+settings shares: ``results.json`` (the run's settings, versions and device, and one section per
+experiment run so far), ``report.md`` (all those sections), each experiment's figures, the chains
+as ArviZ NetCDF (``chains/``), and every intermediate stage, which a rerun or another experiment
+reuses (``--fresh`` recomputes).
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from pyro_vae.zoo import entry_name, zoo_index
 from . import figures
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
-from .experiment import run_tables
+from .experiments import EXPERIMENTS
 from .profiles import PROFILES, TRAINING_FIELDS, Profile, with_overrides
 from .report import render
 
 RUN_SAMPLERS = tuple(s for s in SAMPLERS if not s.startswith("pyro_"))  # batched ones only
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def radius_list(text: str) -> tuple[float, ...]:
@@ -117,6 +120,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shared_arguments(parser, out_help="run directory (default "
                                           "runs/<dataset>-<profile>-<sampler>[-identity][-train])")
+    parser.add_argument("--experiment", default="tables", choices=tuple(EXPERIMENTS),
+                        help="; ".join(f"{name}: {e.summary}" for name, e in EXPERIMENTS.items()))
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES),
                         help="paper: full protocol (GPU); quick (default): ~15 min on a 2-core "
                              "CPU; smoke: about a minute")
@@ -200,10 +205,6 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
         "Adversarial accuracy with the defence: the latent classifier sees the MCMC latent of "
         "the classifier-attacked input (attacked once per task); radius 0 runs the defence on "
         "the clean references.",
-        "The robustness-versus-time curve uses the first restart of every reference at the "
-        "first radius and reads the states after t transitions off one run of max(T) "
-        "transitions (one chain, adaptation never frozen as in Algorithm 1), charging t times "
-        "the measured time per transition.",
         "β rows in the main table show, per column, the most robust β of the grid judged on "
         "the undefended value (the paper picks the most robust β per metric).",
     ]
@@ -266,7 +267,6 @@ def main(argv: list[str] | None = None) -> dict:
                         device=device, seed=arguments.seed, data_root=arguments.data_root,
                         progress=not arguments.no_progress, model_source=model_source,
                         decoder_output=arguments.decoder_output, model_seed=arguments.model_seed)
-    started = time.perf_counter()
     run_dir = RunDirectory(out, fresh=arguments.fresh)
     configuration = {"dataset": arguments.dataset, "sampler": arguments.sampler,
                      "seed": arguments.seed, "profile": profile.to_dict(),
@@ -280,9 +280,15 @@ def main(argv: list[str] | None = None) -> dict:
         context = RunContext(settings, run_dir)
     except DatasetNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
-    results = run_tables(context)
-    examples = {tag: entry.pop("examples") for tag, entry in results["models"].items()
-                if "examples" in entry}
+    experiment = EXPERIMENTS[arguments.experiment]
+    knobs = experiment.knobs_for(profile.name)
+    section_started = time.perf_counter()
+    section = experiment.run(context, knobs)
+    section.update({"knobs": experiment.knobs_dict(profile.name),
+                    "wall_seconds": dict(context.wall_times),
+                    "wall_seconds_total": time.perf_counter() - section_started,
+                    "stages_computed": list(run_dir.computed)})
+    results = previous_results(run_dir)
     results.update({
         "schema_version": SCHEMA_VERSION, "dataset": arguments.dataset,
         "sampler": arguments.sampler, "seed": arguments.seed, "profile": profile.to_dict(),
@@ -291,20 +297,26 @@ def main(argv: list[str] | None = None) -> dict:
         "environment": environment(device),
         "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler,
                                          ignore=ignore),
-        "stages_computed": run_dir.computed,
-        "wall_seconds_total": time.perf_counter() - started,
     })
-    first_tag, first = next(iter(results["models"].items()))
-    if first_tag in examples:
-        figures.example_grid(examples[first_tag]["rows"], examples[first_tag]["radius"],
-                             run_dir.path("examples.png"))
-    figures.posterior_ratio_histogram(first["posterior_ratio"], run_dir.path("posterior_ratio.png"))
-    figures.robustness_over_time(first["robustness_over_time"],
-                                 run_dir.path("robustness_vs_time.png"))
+    experiment.figure(results, section, run_dir.root)  # before saving: may take images out
+    sections = results.get("experiments", {}) | {experiment.name: section}
+    results["experiments"] = {name: sections[name] for name in EXPERIMENTS if name in sections}
     run_dir.write_text("results.json", json.dumps(results, indent=2, default=float))
-    run_dir.write_text("report.md", render(results))
-    print(f"done in {results['wall_seconds_total']:.0f} s: {run_dir.path('report.md')}")
+    run_dir.write_text("report.md", render(results, {name: EXPERIMENTS[name].render
+                                                     for name in results["experiments"]}))
+    print(f"done: {experiment.name} in {section['wall_seconds_total']:.0f} s; "
+          f"{run_dir.path('report.md')}")
     return results
+
+
+def previous_results(run_dir: RunDirectory) -> dict:
+    """The run directory's ``results.json`` when it holds this schema's sections (other
+    experiments of the same pinned configuration), else a fresh dictionary."""
+    path = run_dir.path("results.json")
+    if not path.exists() or run_dir.fresh:
+        return {}
+    results = json.loads(path.read_text())
+    return results if results.get("schema_version") == SCHEMA_VERSION else {}
 
 
 if __name__ == "__main__":

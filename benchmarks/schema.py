@@ -1,5 +1,9 @@
 """The documented layout of ``results.json`` as a JSON Schema (draft 2020-12).
 
+The top level holds the run's settings (shared by every experiment of the run directory);
+``experiments`` holds one section per experiment run so far (``tables``, ``radius``, ...), each
+with its knobs, wall times and the stages it computed.
+
 Pairs ``[mean, standard_error]`` are written as two-element arrays; the standard error is over
 references (NaN when there is only one). Every such summary also keeps its per-reference means
 (``per_reference``: one number per reference, in the order of ``references``), so a reader can
@@ -71,25 +75,36 @@ _MODEL = {
             "properties": {"diagnostics": {"type": "object",
                                            "additionalProperties": _DIAGNOSTICS}},
         },
-        "posterior_ratio": {"type": "object",
-                            "required": ["radius", "without_defence", "with_defence",
-                                         "ks_statistic", "ks_pvalue"]},
-        "robustness_over_time": {"type": "object", "required": ["radius", "curve"]},
         "diagnosis": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["reference_code_advantage", "guide_start",
                                            "oracle_start"]}},
     },
 }
 
+_SECTION = {"type": "object", "required": ["knobs", "wall_seconds", "wall_seconds_total",
+                                           "stages_computed"],
+            "properties": {"wall_seconds": _NUMBER_MAP,
+                           "wall_seconds_total": {"type": "number", "minimum": 0},
+                           "stages_computed": {"type": "array", "items": {"type": "string"}}}}
+_TABLES = {"allOf": [_SECTION, {
+    "type": "object", "required": ["models", "references", "feature_network_accuracy"],
+    "properties": {"models": {"type": "object", "minProperties": 1, "additionalProperties": _MODEL},
+                   "references": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}]}
+_GROUP = {"type": "object", "required": ["ms_ssim", "ms_ssim_standard", "inputs",
+                                         "attack_objective", "diagnostics"],
+          "properties": {"ms_ssim": _PLAIN_DEFENDED, "ms_ssim_standard": _PLAIN_DEFENDED,
+                         "inputs": _PLAIN, "attack_objective": _PLAIN,
+                         "diagnostics": _DIAGNOSTICS}}
+_SCORED = {"type": "object", "required": ["groups", "defence"],
+           "properties": {"groups": {"type": "object", "additionalProperties": _GROUP}}}
+
 RESULTS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "required": ["schema_version", "dataset", "sampler", "seed", "profile", "model_source",
-                 "decoder_output", "tasks",
-                 "environment", "protocol_notes", "models", "references", "wall_seconds",
-                 "wall_seconds_total", "stages_computed", "feature_network_accuracy"],
+                 "decoder_output", "tasks", "environment", "protocol_notes", "experiments"],
     "properties": {
-        "schema_version": {"const": 2},
+        "schema_version": {"const": 3},
         "dataset": {"enum": ["mnist", "fashionmnist", "colormnist"]},
         "sampler": {"type": "string"},
         "model_source": {"enum": ["zoo", "train"]},
@@ -99,10 +114,21 @@ RESULTS_SCHEMA = {
         "tasks": {"type": "array", "items": {"enum": ["class", "digit", "colour"]}},
         "environment": {"type": "object", "required": ["device", "packages", "python"]},
         "protocol_notes": {"type": "array", "items": {"type": "string"}},
-        "models": {"type": "object", "minProperties": 1, "additionalProperties": _MODEL},
-        "references": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "wall_seconds": _NUMBER_MAP,
-        "wall_seconds_total": {"type": "number", "minimum": 0},
-        "stages_computed": {"type": "array", "items": {"type": "string"}},
+        "experiments": {
+            "type": "object", "minProperties": 1, "additionalProperties": _SECTION,
+            "properties": {
+                "tables": _TABLES,
+                "posterior_ratio": {"allOf": [_SECTION, {"type": "object", "required": [
+                    "radius", "without_defence", "with_defence", "ks_statistic", "ks_pvalue"]}]},
+                "transitions": {"allOf": [_SECTION, {"type": "object",
+                                                     "required": ["radius", "curve"]}]},
+                "radius": {"allOf": [_SECTION, _SCORED]},
+                "objectives": {"allOf": [_SECTION, _SCORED]},
+                "samplers": {"allOf": [_SECTION, {"type": "object", "required": ["samplers"],
+                                                  "properties": {"samplers": {
+                                                      "type": "object",
+                                                      "additionalProperties": _SCORED}}}]},
+            },
+        },
     },
 }

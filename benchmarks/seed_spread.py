@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = runner.main(["--dataset", arguments.dataset, "--train", "--models", "vae",
                                "--epochs", str(arguments.epochs), "--model-seed", str(seed),
                                "--out", str(out / f"model-seed{seed}"), *passed_on])
-        per_seed[seed] = results
+        per_seed[seed] = {**results, **results["experiments"]["tables"]}
     spread = tabulate(per_seed)
     atomic_write_text(out / "spread.json", json.dumps(spread, indent=2))
     text = render(spread, dataset=arguments.dataset, epochs=arguments.epochs)

@@ -52,17 +52,21 @@ def gradient_evaluations_per_point(samples) -> float | None:
 
 
 def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tensor],
-           *, after: tuple[str, ...]) -> dict:
-    """One batched MCMC call over every group of inputs (e.g. ``clean`` and ``skl@0.1``).
+           *, after: tuple[str, ...], stage: str | None = None, **overrides) -> dict:
+    """One batched MCMC call over every group of inputs (e.g. ``clean`` and ``skl@0.1``),
+    cached as ``chains/<stage or model tag>.pt`` (with the chains as ``.nc`` beside it);
+    ``overrides`` go to :func:`sample` (e.g. ``sampler="nuts"``).
 
     Returns the final latent of every chain per group, (chains, points, D), the mean of each
     chain's kept draws, the diagnostics summary per group, seconds and gradient evaluations per
     point.
     """
+    stage_name = f"chains/{stage or model.tag}"
+
     def run_chains():
         inputs = torch.cat(list(groups.values()))
         started = time.perf_counter()
-        samples = sample(context, model, inputs)
+        samples = sample(context, model, inputs, **overrides)
         seconds = time.perf_counter() - started
         idata = to_inference_data(samples)
         bounds, start = {}, 0
@@ -71,7 +75,7 @@ def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tens
             start += len(x)
         thin = max(1, samples.z.shape[1] // NETCDF_MAX_DRAWS)
         save_netcdf(idata.isel(draw=slice(None, None, thin)),
-                    context.run_dir.path(f"chains/{model.tag}.nc"))
+                    context.run_dir.path(f"{stage_name}.nc"))
         mean_z = samples.z.mean(1)  # posterior mean of the kept draws, per chain
         return {"final_z": {name: samples.final_z[:, span].cpu() for name, span in bounds.items()},
                 "mean_z": {name: mean_z[:, span].cpu() for name, span in bounds.items()},
@@ -85,15 +89,18 @@ def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tens
                 "final_step_size_mean": float(samples.step_size.mean())}
 
     return context.timed("defence", lambda: context.run_dir.stage(
-        f"chains/{model.tag}.pt", run_chains, code=("inference", THIS), after=after,
-        identity=model.identity))
+        f"{stage_name}.pt", run_chains, code=("inference", THIS), after=after,
+        identity=f"{model.identity} {sorted(overrides.items())}"))
 
 
-def attack_groups(context: RunContext, x_ref: torch.Tensor, attacks: dict) -> dict:
-    """``clean`` (the references) and ``<attack>@<radius>`` for every attack and radius, each
-    flattened to (N·R, C, H, W) in reference-major order."""
-    groups = {"clean": x_ref}
+def attack_groups(context: RunContext, x_ref: torch.Tensor, attacks: dict,
+                  radii=None, *, clean: bool = True) -> dict:
+    """``clean`` (the references, unless ``clean=False``) and ``<attack>@<radius>`` for every
+    attack and radius (default: the profile's), each flattened to (N·R, C, H, W) in
+    reference-major order."""
+    radii = context.profile.radii if radii is None else radii
+    groups = {"clean": x_ref} if clean else {}
     for name, entry in attacks.items():
-        for k, radius in enumerate(context.profile.radii):
+        for k, radius in enumerate(radii):
             groups[f"{name}@{radius:g}"] = entry["adversarial"][k].flatten(0, 1)
     return groups

@@ -1,5 +1,5 @@
-"""Metric stages (Section 5, PROTOCOL.md §8): robustness tables, the posterior ratio (eq. 11),
-robustness versus time (Figure 6), the diagnosis of a short-falling defence, and example rows.
+"""Metric stages (Section 5, PROTOCOL.md §8): robustness tables, the diagnosis of a short-falling
+defence, and example rows.
 
 Reconstructions follow the paper: x̃ = decode(z) with z ~ q(z|x) for the reference and the
 undefended attack, and z the chain's final state for the defence; every comparison draws its own
@@ -9,14 +9,12 @@ paper's, with the standard one beside it.
 
 from __future__ import annotations
 
-import time
-
 import pyro
 import torch
 
 from attacks import (MS_SSIM_VARIANTS, adversarial_accuracy, mean_and_standard_error,
                      ms_ssim)
-from inference import ks_two_sample, log_posterior_ratio
+from inference import log_posterior_ratio
 from pyro_vae import ConvVAE, log_joint
 
 from ..context import RunContext
@@ -73,6 +71,39 @@ def summary(plain: torch.Tensor, defended: torch.Tensor | None = None) -> dict:
     return result
 
 
+def decode_chains(vae: ConvVAE, z: torch.Tensor) -> torch.Tensor:
+    """Decode chain latents point-major, chain-minor. Shape: (chains, points, D) →
+    (points · chains, C, H, W)."""
+    return vae.decode(z.transpose(0, 1).flatten(0, 1))
+
+
+@torch.no_grad()
+def attack_similarity(context: RunContext, vae: ConvVAE, x_ref: torch.Tensor,
+                      x_adv: torch.Tensor, defended_z: torch.Tensor | None = None, *,
+                      mode: str = "sample") -> dict[str, dict]:
+    """MS-SSIM[x̃_r, x̃_a] in both variants, without and (given the chains' latents) with the
+    defence: the paper's robustness metric for one group of attacked inputs.
+
+    ``mode="sample"`` (the paper): x̃ decoded from z ~ q(z|x), each comparison drawing from its
+    own seeded stream (the same draws whichever other groups are scored); ``"mean"``: decoded
+    encoder means, and ``defended_z`` should then hold the chains' posterior means.
+
+    Shape:
+        x_ref: (N, C, H, W); x_adv: (N·R, C, H, W) reference-major; defended_z: (chains, N·R, D)
+        → variant → summary over references (:func:`summary`)
+    """
+    def stream(number):
+        return context.generator(number) if mode == "sample" else None
+
+    plain_stream, defended_stream = stream(PLAIN_STREAM), stream(DEFENDED_STREAM)
+    plain = similarity_to_references(
+        vae, x_ref, vae.decode(encoder_latent(vae, x_adv, plain_stream)), generator=plain_stream)
+    guarded = None if defended_z is None else similarity_to_references(
+        vae, x_ref, decode_chains(vae, defended_z.to(x_ref.device)), generator=defended_stream)
+    return {variant: summary(plain[variant], None if guarded is None else guarded[variant])
+            for variant in MS_SSIM_VARIANTS}
+
+
 @torch.no_grad()
 def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_ref: torch.Tensor,
                classifiers: dict, attacks: dict, defended: dict | None) -> dict:
@@ -88,15 +119,8 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
     refs, restarts, chains = len(x_ref), profile.restarts, profile.num_chains
     defended_latents = defended and {"sample": defended["final_z"], "mean": defended["mean_z"]}
 
-    def sampled(stream, mode):  # z ~ q(z|x) from that stream, or the encoder mean
-        return context.generator(stream) if mode == "sample" else None
-
     def reconstruct(x, generator):
         return vae.decode(encoder_latent(vae, x, generator))
-
-    def decode_defended(name, mode):  # point-major, chain-minor: (points · chains, C, H, W)
-        z = defended_latents[mode][name].to(context.device)
-        return vae.decode(z.transpose(0, 1).flatten(0, 1))
 
     def squared_error(images, copies):  # reference MSE on the 0–255 scale, (refs, copies)
         difference = 255 * (images - x_ref.repeat_interleave(copies, 0))
@@ -104,22 +128,20 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
 
     metrics: dict = {"accuracy": {}}
     for mode, suffix in (("sample", ""), ("mean", "_mean_reconstruction")):
-        plain_stream, defended_stream = sampled(PLAIN_STREAM, mode), sampled(DEFENDED_STREAM, mode)
         per_variant: dict[str, dict] = {variant: {} for variant in MS_SSIM_VARIANTS}
         for k, radius in enumerate(profile.radii):
             x_adv = attacks["skl"]["adversarial"][k].flatten(0, 1)
-            plain = similarity_to_references(vae, x_ref, reconstruct(x_adv, plain_stream),
-                                             generator=plain_stream)
-            guarded = defended and similarity_to_references(
-                vae, x_ref, decode_defended(f"skl@{radius:g}", mode), generator=defended_stream)
-            for variant in MS_SSIM_VARIANTS:
-                per_variant[variant][f"{radius:g}"] = summary(
-                    plain[variant], guarded[variant] if guarded else None)
+            latents = defended and defended_latents[mode][f"skl@{radius:g}"]
+            for variant, result in attack_similarity(context, vae, x_ref, x_adv, latents,
+                                                     mode=mode).items():
+                per_variant[variant][f"{radius:g}"] = result
         metrics[f"ms_ssim{suffix}"] = per_variant[PAPER_VARIANT]
         metrics[f"ms_ssim_standard{suffix}"] = per_variant["standard"]
+        clean_stream = context.generator(PLAIN_STREAM) if mode == "sample" else None
         metrics[f"mse_references{suffix}"] = summary(
-            squared_error(reconstruct(x_ref, plain_stream), 1),
-            squared_error(decode_defended("clean", mode), chains) if defended else None)
+            squared_error(reconstruct(x_ref, clean_stream), 1),
+            squared_error(decode_chains(vae, defended_latents[mode]["clean"].to(context.device)),
+                          chains) if defended else None)
     ceiling_stream = context.generator(CEILING_STREAM)
     clean_copies = reconstruct(x_ref.repeat_interleave(restarts, 0), ceiling_stream)
     clean = similarity_to_references(vae, x_ref, clean_copies, generator=ceiling_stream)
@@ -149,57 +171,6 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
                 guarded if defended else None)
         metrics["accuracy"][task] = per_radius
     return metrics
-
-
-@torch.no_grad()
-def posterior_ratio(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, attacks: dict,
-                    defended: dict) -> dict:
-    """Eq. 11 at the first radius: z₁ ~ q(z|x_r), z₂ = z_a ~ q(z|x_a) or z_a after MCMC."""
-    vae = model.vae
-    radius = context.profile.radii[0]
-    x_adv = attacks["skl"]["adversarial"][0].flatten(0, 1)
-    x_ref_tiled = x_ref.repeat_interleave(context.profile.restarts, 0)
-    generator = context.generator()
-    z_ref = encoder_latent(vae, x_ref_tiled, generator)
-    z_adv = encoder_latent(vae, x_adv, generator)
-    z_defended = defended["final_z"][f"skl@{radius:g}"][0].to(context.device)
-    without = log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z_adv)
-    with_mcmc = log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z_defended)
-    test = ks_two_sample(without.cpu().numpy(), with_mcmc.cpu().numpy())
-    return {"radius": radius, "without_defence": without.cpu().tolist(),
-            "with_defence": with_mcmc.cpu().tolist(),
-            "ks_statistic": float(test.statistic), "ks_pvalue": float(test.pvalue)}
-
-
-def robustness_over_time(context: RunContext, model: LoadedModel, x_ref: torch.Tensor,
-                         attacks: dict) -> dict:
-    """Figure 6 / Table 5: MS-SSIM (paper variant) after t transitions, and seconds per point.
-
-    On the first restart of every reference at the first radius, one chain per input runs
-    max(t) transitions with the paper's never-frozen adaptation (Algorithm 1); the state after
-    t transitions is read off that run, and t transitions are charged t times the measured
-    time per transition.
-    """
-    vae, profile = model.vae, context.profile
-    x_adv = attacks["skl"]["adversarial"][0][:, 0]  # (refs, C, H, W)
-    horizon = max(max(profile.timing_transitions), 1)
-    started = time.perf_counter()
-    samples = sample(context, model, x_adv, num_chains=1, num_warmup=0, num_samples=horizon,
-                     adapt_after_warmup=True, progress_bar=False)
-    seconds_per_transition = (time.perf_counter() - started) / horizon / len(x_adv)
-    generator = context.generator()
-    with torch.no_grad():
-        encode_start = time.perf_counter()
-        plain = vae.decode(encoder_latent(vae, x_adv, generator))
-        encode_seconds = (time.perf_counter() - encode_start) / len(x_adv)
-        curve = []
-        for steps in profile.timing_transitions:
-            images = plain if steps == 0 else vae.decode(samples.z[0, steps - 1])
-            score = similarity_to_references(vae, x_ref, images, generator=generator)
-            mean, error = mean_and_standard_error(score[PAPER_VARIANT])
-            curve.append({"transitions": steps, "ms_ssim": mean, "standard_error": error,
-                          "seconds_per_point": encode_seconds + steps * seconds_per_transition})
-    return {"radius": profile.radii[0], "points": len(x_adv), "curve": curve}
 
 
 @torch.no_grad()

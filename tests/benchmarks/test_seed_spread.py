@@ -15,9 +15,10 @@ def test_two_model_seeds_share_references_and_differ_in_models(mnist_root, tmp_p
                                "--out", str(out), "--profile", "smoke", "--data-root",
                                str(mnist_root), "--no-progress"])
     runs = [json.loads((out / f"model-seed{s}" / "results.json").read_text()) for s in (0, 1)]
-    assert runs[0]["references"] == runs[1]["references"]
     assert [r["model_seed"] for r in runs] == [0, 1]
-    losses = [r["models"]["vae_beta1"]["training"]["validation_loss"] for r in runs]
+    tables = [r["experiments"]["tables"] for r in runs]
+    assert tables[0]["references"] == tables[1]["references"]
+    losses = [t["models"]["vae_beta1"]["training"]["validation_loss"] for t in tables]
     assert losses[0] != losses[1]
     cell = spread["VAE · MS-SSIM 0.1"]
     assert set(cell["per_seed"]) == {"0", "1"} and cell["between_seed_sd"] >= 0

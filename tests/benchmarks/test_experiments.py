@@ -1,0 +1,86 @@
+"""Every experiment of the registry on the smoke profile, in the run directory of the shared
+smoke run (so each reuses the ``tables`` stages), with its section, report part and figure."""
+
+import json
+
+import jsonschema
+import pytest
+
+from benchmarks import run as runner
+from benchmarks.experiments import EXPERIMENTS, Experiment
+from benchmarks.schema import RESULTS_SCHEMA
+
+OTHERS = [name for name in EXPERIMENTS if name != "tables"]
+FIGURES = {"posterior_ratio": "posterior_ratio.png", "transitions": "robustness_vs_time.png",
+           "radius": "radius.png", "objectives": "objectives.png", "samplers": "samplers.png"}
+HEADINGS = {"posterior_ratio": "## Posterior ratio", "transitions": "## Robustness versus the number",
+            "radius": "## Robustness against the attack radius",
+            "objectives": "## Every attack objective", "samplers": "## Every sampler"}
+
+
+@pytest.fixture(scope="module")
+def experiment_runs(smoke_run, smoke_arguments):
+    """name → results after ``--experiment name`` in the smoke run's directory."""
+    root, out, _ = smoke_run
+    return {name: runner.main(smoke_arguments(root, out, "--experiment", name))
+            for name in OTHERS}
+
+
+def test_every_experiment_has_figures_and_headings_listed():
+    assert set(FIGURES) == set(HEADINGS) == set(OTHERS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OTHERS)
+def test_experiment_writes_its_section_report_and_figure(name, experiment_runs, smoke_run):
+    _, out, _ = smoke_run
+    results = experiment_runs[name]
+    assert name in results["experiments"] and "tables" in results["experiments"]
+    jsonschema.validate(json.loads((out / "results.json").read_text()), RESULTS_SCHEMA)
+    assert HEADINGS[name] in (out / "report.md").read_text()
+    assert (out / FIGURES[name]).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_experiments_reuse_the_tables_stages(experiment_runs):
+    computed = experiment_runs["posterior_ratio"]["experiments"]["posterior_ratio"]
+    assert computed["stages_computed"] == ["metrics/vae_beta1_posterior_ratio.json"]
+
+
+@pytest.mark.slow
+def test_transition_curve_counts_gradients_per_leapfrog_step(experiment_runs):
+    section = experiment_runs["transitions"]["experiments"]["transitions"]
+    leapfrog_steps = experiment_runs["transitions"]["profile"]["num_leapfrog_steps"]
+    for point in section["curve"]:  # hmc: L per transition, plus the initial state's
+        t = point["transitions"]
+        assert point["gradient_evaluations_per_point"] == (t * leapfrog_steps + 1 if t else 0)
+
+
+@pytest.mark.slow
+def test_samplers_share_one_attack_and_differ_in_cost(experiment_runs):
+    section = experiment_runs["samplers"]["experiments"]["samplers"]["samplers"]
+    plain = {name: scored["groups"]["skl@0.1"]["ms_ssim"]["plain"]
+             for name, scored in section.items()}
+    assert len({tuple(value) for value in plain.values()}) == 1  # the same attacked inputs
+    cost = {name: scored["defence"]["gradient_evaluations_per_point"]
+            for name, scored in section.items()}
+    assert cost["mala"] < cost["hmc"]
+
+
+@pytest.mark.slow
+def test_rerunning_an_experiment_computes_nothing(experiment_runs, smoke_run, smoke_arguments):
+    root, out, _ = smoke_run
+    again = runner.main(smoke_arguments(root, out, "--experiment", "radius"))
+    assert again["experiments"]["radius"]["stages_computed"] == []
+    first = experiment_runs["radius"]["experiments"]["radius"]["groups"]
+    assert again["experiments"]["radius"]["groups"] == first
+
+
+def test_an_experiment_needs_knobs_for_every_profile():
+    with pytest.raises(ValueError, match="no knobs for profiles"):
+        Experiment("x", "x", run=None, render=None, figure=None, knobs={"smoke": None})
+
+
+def test_the_registry_refuses_a_second_experiment_of_the_same_name():
+    with pytest.raises(ValueError, match="registered twice"):
+        EXPERIMENTS.register(EXPERIMENTS["radius"])
