@@ -6,6 +6,8 @@ through callables: ``encode(x) -> (loc, scale)`` (e.g. :func:`encoder_from_guide
 needed ``decode(z)`` and a latent classifier ``logits(z)``; it never imports the VAE.
 """
 
+from .adaptive import (DefenceChain, DefendedLatentDistance, LogLikelihood, PosteriorShift,
+                       ScoreFunctionDistance)
 from .classifiers import ClassifierConfig, classifier_accuracy, train_latent_classifier
 from .divergences import (Divergence, Gaussian, forward_kl, gaussian_kl, reverse_kl,
                           squared_mean_distance, symmetric_kl)
@@ -19,10 +21,11 @@ from .threat import check_images, check_radius, project
 
 __all__ = [
     "AttackResult", "BoundObjective", "Classifier", "ClassifierConfig", "ClassifierCrossEntropy",
-    "Decoder", "Divergence", "Encoder", "EncoderDivergence", "Gaussian", "LatentTarget",
-    "MS_SSIM_VARIANTS", "MS_SSIM_WEIGHTS", "MaximumDamage", "Objective", "OutputTarget", "PGDConfig",
-    "adversarial_accuracy", "check_images", "check_radius", "classifier_accuracy",
-    "draw_start_noise", "encoder_from_guide", "forward_kl", "gaussian_kl",
+    "Decoder", "DefenceChain", "DefendedLatentDistance", "Divergence", "Encoder",
+    "EncoderDivergence", "Gaussian", "LatentTarget", "LogLikelihood", "MS_SSIM_VARIANTS",
+    "MS_SSIM_WEIGHTS", "MaximumDamage", "Objective", "OutputTarget", "PGDConfig", "PosteriorShift",
+    "ScoreFunctionDistance", "adversarial_accuracy", "check_images", "check_radius",
+    "classifier_accuracy", "draw_start_noise", "encoder_from_guide", "forward_kl", "gaussian_kl",
     "mean_and_standard_error", "ms_ssim", "pgd_attack", "project", "reverse_kl",
     "squared_mean_distance", "stratified_references", "symmetric_kl", "train_latent_classifier",
 ]
