@@ -6,7 +6,8 @@ every epoch (model, optimiser, scheduler, random streams, history), so an interr
 where it stopped when the same command is run again; ``model.pt`` is the finished checkpoint and
 ``quality_k<k>_n<points>.json`` the cached evaluation. The default epochs are the zoo's recipe
 (``pyro_vae.zoo.ZOO_EPOCHS``); the schedule is the paper's (Adam 5e-4, batch 128, halved after
-10 epochs without validation improvement).
+10 epochs without validation improvement). ``--models hvae`` trains the hierarchical VAE
+(``pyro_vae.hvae``), optionally with a KL warm-up (``--kl-warmup-epochs``).
 """
 
 from __future__ import annotations
@@ -22,25 +23,60 @@ from pathlib import Path
 
 import torch
 
-from pyro_vae import (ConvVAE, DatasetNotFoundError, TrainConfig, VAEConfig, evaluate_vae,
-                      load_checkpoint, load_dataset, save_checkpoint, train_vae)
+from pyro_vae import (DatasetNotFoundError, TrainConfig, evaluate_vae, load_checkpoint,
+                      load_dataset, save_checkpoint, train_vae)
+from pyro_vae.interface import MODEL_KINDS, PyroVAE, config_for
 from pyro_vae.vae import DECODER_OUTPUTS
 from pyro_vae.zoo import ZOO_EPOCHS, add_to_zoo, entry_name
 
 from .artifacts import RunDirectory
-from .run import add_shared_arguments, at_least_one, model_list, resolve_device
+from .run import MODEL_FORMS, add_shared_arguments, at_least_one, model_list, resolve_device
+
+HVAE_FORMS = "hvae or hvae:<β> (the hierarchical VAE, KL of every group weighted by β)"
+
+
+def non_negative(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def training_model_list(text: str) -> tuple[tuple[str, float], ...]:
+    """:func:`benchmarks.run.model_list` plus the hierarchical VAE: 'vae,hvae,hvae:2'."""
+    models = []
+    for part in text.split(","):
+        kind, has_beta, beta_text = part.strip().partition(":")
+        if kind != "hvae":
+            models += model_list(part)
+            continue
+        try:
+            beta = float(beta_text) if has_beta else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: β must be a number. Valid forms: "
+                                             f"{MODEL_FORMS}; {HVAE_FORMS}") from None
+        if not beta > 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: β must be positive")
+        models.append(("hvae", beta))
+    return tuple(models)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shared_arguments(parser, out_help="training folder root (default runs/train)")
-    parser.add_argument("--models", type=model_list, default=(("vae", 1.0),),
-                        help="e.g. vae,beta_vae:5 (default: vae)")
+    parser.add_argument("--models", type=training_model_list, default=(("vae", 1.0),),
+                        help="e.g. vae,beta_vae:5,hvae (default: vae)")
     parser.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
                         help="sigmoid (ours) or identity (the authors' ColorMNIST decoder)")
     parser.add_argument("--epochs", type=at_least_one, default=None,
                         help="default: the zoo's recipe for the dataset " + str(ZOO_EPOCHS))
+    parser.add_argument("--kl-warmup-epochs", type=non_negative, default=0,
+                        help="linear KL warm-up over this many epochs (default 0: none)")
     parser.add_argument("--all-colours", action="store_true",
                         help="ColorMNIST: every image in all 7 colours (paper) instead of one")
     parser.add_argument("--nll-samples", type=at_least_one, default=1000,
@@ -52,6 +88,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--zoo", action="store_true",
                         help="add the finished model to pyro_vae/zoo with its provenance")
     arguments = parser.parse_args(argv)
+    if arguments.decoder_output != "sigmoid" and any(kind == "hvae"
+                                                     for kind, _ in arguments.models):
+        parser.error("--decoder-output identity is a ConvVAE option; the hvae has a sigmoid "
+                     "output only")
     if arguments.epochs is None:
         arguments.epochs = ZOO_EPOCHS[arguments.dataset]
     return arguments
@@ -67,14 +107,15 @@ def _commit() -> str:
         return "unknown"
 
 
-def train_one(splits, config: VAEConfig, arguments, device, folder: Path) -> tuple[ConvVAE, dict]:
+def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE, dict]:
     """Train (or resume, or reuse) one model in ``folder``; returns it and its training record."""
     checkpoint = folder / "model.pt"
     if checkpoint.exists():
         return load_checkpoint(checkpoint, map_location=device, with_metadata=True)
-    vae = ConvVAE(config)
+    vae = MODEL_KINDS[config.kind](config)
     training_commit = _commit()  # the code as this process imported it
-    train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed)
+    train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed,
+                               kl_warmup_epochs=arguments.kl_warmup_epochs)
     history = train_vae(vae, splits, train_config, device=device,
                         progress=not arguments.no_progress, state_path=folder / "state.pt")
     metadata = {"train_config": asdict(train_config), "training_commit": training_commit,
@@ -97,10 +138,11 @@ def main(argv: list[str] | None = None) -> dict:
     root = arguments.out or Path("runs") / "train"
     rows = {}
     for kind, beta in arguments.models:
-        config = VAEConfig(kind=kind, beta=beta, num_channels=splits.num_channels,
-                           decoder_output=arguments.decoder_output)
+        config = config_for(kind, beta=beta, num_channels=splits.num_channels,
+                            decoder_output=arguments.decoder_output)
         name = entry_name(arguments.dataset, kind, beta, decoder_output=arguments.decoder_output)
-        folder = root / f"{name}-e{arguments.epochs}-seed{arguments.seed}"
+        warmup = f"-w{arguments.kl_warmup_epochs}" if arguments.kl_warmup_epochs else ""
+        folder = root / f"{name}-e{arguments.epochs}{warmup}-seed{arguments.seed}"
         print(f"benchmarks.train: {name}, {arguments.epochs} epochs, seed {arguments.seed}, "
               f"device {device}, folder {folder}")
         vae, training = train_one(splits, config, arguments, device, folder)
@@ -117,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
             "all_colours": arguments.all_colours if arguments.dataset == "colormnist" else None,
             "epochs": training["epochs"], "seed": arguments.seed,
             "schedule": "Adam 5e-4, batch 128, halved after 10 epochs without validation gain",
+            "kl_warmup_epochs": arguments.kl_warmup_epochs,
             "train_seconds": training["train_seconds"],
             "seconds_per_epoch_median": statistics.median(training["epoch_seconds"]),
             "final_validation_loss": training["validation_loss"][-1],

@@ -1,4 +1,9 @@
-"""Checkpoints: ``state_dict`` plus the ``VAEConfig`` as plain data, written atomically.
+"""Checkpoints: ``state_dict``, the model's class name and its config as plain data, written
+atomically.
+
+The class name picks the class from the registry of ``interface.py``; a checkpoint written before
+there was a choice has none and holds a ``ConvVAE``. An unknown name is a ``CheckpointError``
+naming the known classes.
 
 Loading uses ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
 so a foreign or malicious file can never execute code; anything that is not one of our checkpoints
@@ -16,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .vae import ConvVAE, VAEConfig
+from torch import nn
+
+from .interface import DEFAULT_MODEL_CLASS, MODEL_CLASSES, build_model
 
 CHECKPOINT_FORMAT = "pyro_vae.checkpoint/1"
 
@@ -49,26 +56,35 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
-def checkpoint_payload(vae: ConvVAE, *, metadata: dict | None = None) -> dict:
-    """The plain-data checkpoint of ``vae``: format tag, config, CPU weights, metadata."""
+def checkpoint_payload(vae: nn.Module, *, metadata: dict | None = None) -> dict:
+    """The plain-data checkpoint of ``vae`` (a registered model class): format tag, class name,
+    config, CPU weights, metadata."""
+    model_class = type(vae).__name__
+    if model_class not in MODEL_CLASSES:
+        raise ValueError(f"{model_class} is not a registered model class "
+                         f"({', '.join(MODEL_CLASSES)}); add it to pyro_vae.interface")
     state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
-    return {"format": CHECKPOINT_FORMAT, "config": vae.config.to_dict(), "state_dict": state,
-            "metadata": metadata or {}}
+    return {"format": CHECKPOINT_FORMAT, "model_class": model_class,
+            "config": vae.config.to_dict(), "state_dict": state, "metadata": metadata or {}}
 
 
-def save_checkpoint(vae: ConvVAE, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
+def save_checkpoint(vae: nn.Module, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
     """Save weights, config and optional plain-data metadata (e.g. the training history)."""
     atomic_torch_save(checkpoint_payload(vae, metadata=metadata), path)
 
 
 def model_from_payload(payload, *, source: str = "checkpoint",
-                       map_location: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:
-    """Rebuild the model (eval mode) and its metadata from :func:`checkpoint_payload`'s dict;
-    ``source`` names where it came from in errors."""
+                       map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model (eval mode, of the recorded class) and its metadata from
+    :func:`checkpoint_payload`'s dict; ``source`` names where it came from in errors."""
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source} is not a pyro_vae checkpoint (format {CHECKPOINT_FORMAT!r})")
+    class_name = payload.get("model_class", DEFAULT_MODEL_CLASS)
+    if class_name not in MODEL_CLASSES:
+        raise CheckpointError(f"{source} holds a {class_name!r}, which is not a known model "
+                              f"class (known: {', '.join(MODEL_CLASSES)})")
     try:
-        vae = ConvVAE(VAEConfig(**payload["config"]))
+        vae = build_model(class_name, payload["config"])
         vae.load_state_dict(payload["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{source}: inconsistent checkpoint: {error}") from None
@@ -77,7 +93,7 @@ def model_from_payload(payload, *, source: str = "checkpoint",
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
                     with_metadata: bool = False):
-    """Rebuild the ``ConvVAE`` saved at ``path`` (in eval mode); optionally also its metadata."""
+    """Rebuild the model saved at ``path`` (in eval mode); optionally also its metadata."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")

@@ -1,8 +1,10 @@
 """Test-set evaluation (PROTOCOL.md §8, Table 7): ELBO, importance-sampled NLL, MSE.
 
 All quantities are in nats per image (ELBO, NLL) or per pixel on the 0–255 scale (MSE), averaged
-over the evaluated points. Log densities come from the Pyro model itself (``log_joint``), so the
-evaluation can never drift from what was trained or what the defence samples.
+over the evaluated points. Log densities come from the Pyro model and guide themselves (traces of
+the guide and of the model replayed on it), so the evaluation can never drift from what was
+trained or what the defence samples, and it holds for any model of the interface, with one
+latent site or several: log w = log p(x, z) − log q(z|x) sums over all sites.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import asdict, dataclass
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
+from .interface import PyroVAE
 from .train import minibatches
-from .vae import LATENT_SITE, ConvVAE
+from .vae import LATENT_SITE
 
 
 @dataclass(frozen=True)
@@ -32,41 +36,49 @@ class Evaluation:
         return asdict(self)
 
 
-def log_joint(vae: ConvVAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x, z) = log p(x|z) + log p(z) per point, from the unscaled Pyro model.
+def _log_density(trace) -> torch.Tensor:
+    """Sum of the per-point log densities of a trace's sample sites (plates excluded)."""
+    trace.compute_log_prob(lambda _, site: not site_is_subsample(site))
+    return sum(site["log_prob"] for site in trace.nodes.values()
+               if site["type"] == "sample" and not site_is_subsample(site))
+
+
+def log_joint(vae: PyroVAE, x: torch.Tensor,
+              z: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """log p(x, z) = log p(x|z) + Σ_k log p(z_k | z_>k) per point, from the unscaled Pyro model.
+
+    ``z`` is the value of the single site "z" (ConvVAE) or a dict with every latent site.
 
     Shape:
-        x: (B, C, H, W), z: (B, D) → (B,)
+        x: (B, C, H, W), z: (B, D) or {site: (B, *latent_shapes[site])} → (B,)
     """
-    conditioned = poutine.condition(vae.model, data={LATENT_SITE: z})
-    trace = poutine.trace(conditioned).get_trace(x)
-    trace.compute_log_prob()
-    return sum(site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample")
+    data = z if isinstance(z, dict) else {LATENT_SITE: z}
+    return _log_density(poutine.trace(poutine.condition(vae.model, data=data)).get_trace(x))
 
 
-def importance_log_weights(vae: ConvVAE, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """log p(x, z_k) − log q(z_k|x) for z_k ~ q(z|x), all points and samples in one batch.
+def importance_log_weights(vae: PyroVAE, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """log p(x, z_k) − log q(z_k|x) for z_k ~ q(z|x) (every latent site), all points and samples
+    in one batch: the guide runs on x tiled ``num_samples`` times (sample-major) and the model is
+    replayed on its trace. Both are run unscaled (``kl_scale=1``).
 
     Shape:
         x: (B, C, H, W) → (num_samples, B)
     """
-    loc, scale = vae.encode(x)
-    posterior = torch.distributions.Normal(loc, scale)
-    z = posterior.sample((num_samples,))  # (K, B, D)
     x_tiled = x.expand(num_samples, *x.shape).reshape(-1, *x.shape[1:])
-    joint = log_joint(vae, x_tiled, z.reshape(-1, z.shape[-1])).view(num_samples, -1)
-    return joint - posterior.log_prob(z).sum(-1)
+    guide_trace = poutine.trace(vae.guide).get_trace(x_tiled)
+    model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x_tiled)
+    return (_log_density(model_trace) - _log_density(guide_trace)).view(num_samples, -1)
 
 
 @torch.no_grad()
-def evaluate_vae(vae: ConvVAE, subset, *, num_importance_samples: int = 1000,
+def evaluate_vae(vae: PyroVAE, subset, *, num_importance_samples: int = 1000,
                  max_points: int | None = None, samples_per_batch: int = 4000,
                  device: torch.device | str = "cpu", seed: int = 0,
                  progress: bool = True) -> Evaluation:
     """ELBO, NLL (k = ``num_importance_samples``) and MSE on (the first ``max_points`` of) a split.
 
     Points are processed ``samples_per_batch // k`` at a time with all their k samples in one
-    decoder call.
+    guide and one model call.
     """
     if num_importance_samples < 1:
         raise ValueError("num_importance_samples must be at least 1")

@@ -55,6 +55,11 @@ TOP_SITE = "z3"
 MIDDLE_SITE = "z2"
 BOTTOM_SITE = "z1"
 LATENT_SITES = (TOP_SITE, MIDDLE_SITE, BOTTOM_SITE)  # top group first, the order of sampling
+# k_A, the groups the encoder attacks read (PROTOCOL.md §6; the paper attacked the top 10 of
+# NVAE's groups, not all): z3 and z2 (4×4 and 7×7) carry the image's layout; z1 at 14×14 is
+# close to pixel detail, and with 1568 of the 2088 latent dimensions its SKL would dominate
+# the sum and turn the attack into one on local texture.
+ATTACKED_GROUPS = 2
 GROUP_RESOLUTIONS = (4, 7, 14)  # spatial size of each group, top first
 MIN_SCALE = 1e-3  # floor of every standard deviation: keeps log-densities (and HMC) well scaled
 _SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_OF_ONE) = 1
@@ -225,7 +230,10 @@ class HierarchicalVAE(nn.Module):
         "z1": (B, c1, 14, 14)}
     """
 
+    config_class = HVAEConfig
+    kinds = ("hvae",)
     latent_sites: tuple[str, ...] = LATENT_SITES
+    attacked_sites: tuple[str, ...] = LATENT_SITES[:ATTACKED_GROUPS]
 
     def __init__(self, config: HVAEConfig) -> None:
         super().__init__()
@@ -334,9 +342,10 @@ class HierarchicalVAE(nn.Module):
         """
         return self._posterior_means(x)[0]
 
-    def encode(self, x: torch.Tensor, *, num_groups: int = 1
+    def encode(self, x: torch.Tensor, *, num_groups: int = ATTACKED_GROUPS
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top ``num_groups`` groups of :meth:`encode_sites`, flattened and concatenated.
+        """The top ``num_groups`` groups of :meth:`encode_sites`, flattened and concatenated
+        (default k_A = ``ATTACKED_GROUPS``, the ``attacked_sites``).
 
         This is the ``encode(x) -> (loc, scale)`` of the single-latent code paths (attacks,
         latent classifiers). The symmetric KL between diagonal Gaussians sums over dimensions, so
@@ -380,6 +389,10 @@ class HierarchicalVAE(nn.Module):
         batch_size = self._check_latents(z)
         state = self._top_down(lambda site, *_: z[site], batch_size=batch_size, like=z[TOP_SITE])
         return self._mean_from_state(state)
+
+    def decode_sites(self, z: Sites) -> torch.Tensor:
+        """:meth:`decode`: this model's latent value already is one tensor per site."""
+        return self.decode(z)
 
     def prior(self, z: Sites) -> Gaussians:
         """(loc, scale) of every conditional prior p(z_k | z_>k) at the given values of the

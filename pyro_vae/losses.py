@@ -85,8 +85,16 @@ class TotalCorrelationELBO(TraceMeanField_ELBO):
         return total
 
 
-def make_elbo(config, *, dataset_size: int) -> TraceMeanField_ELBO:
-    """The Pyro ELBO that trains a model of this ``VAEConfig`` (KL scale goes to model/guide)."""
+def make_elbo(config, *, dataset_size: int,
+              latent_sites: tuple[str, ...] = (LATENT_SITE,)) -> TraceMeanField_ELBO:
+    """The Pyro ELBO that trains a model of this config (KL scale goes to model/guide).
+
+    The total-correlation penalty is defined for one flat latent site (the ConvVAE's); a config
+    asking for it with several ``latent_sites`` is a ``ValueError``.
+    """
+    if config.tc_weight and tuple(latent_sites) != (LATENT_SITE,):
+        raise ValueError(f"the β-TCVAE total-correlation loss needs the single latent site "
+                         f"{LATENT_SITE!r}; this model has {tuple(latent_sites)}")
     if config.tc_weight:
         return TotalCorrelationELBO(dataset_size=dataset_size, tc_weight=config.tc_weight)
     return TraceMeanField_ELBO()

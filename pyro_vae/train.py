@@ -1,6 +1,13 @@
 """SVI training of the VAEs (PROTOCOL.md §4): Adam 5e-4, batch 128, learning rate halved after 10
 epochs without validation improvement, the last epoch's weights kept.
 
+KL warm-up (``TrainConfig.kl_warmup_epochs`` = W, default 0: none): the KL weight grows
+linearly with the optimisation step, from β/S·W at the first step to β at the end of epoch W
+(S steps per epoch), and stays β after. Hierarchical VAEs use it so the lower groups are not
+switched off by the KL before the decoder has learnt to use them (ladder VAE, NVAE). The weight
+reaches the loss as the ``kl_scale`` of model and guide (``poutine.scale``, never 0); validation
+losses always use β, so the learning-rate schedule sees the objective itself.
+
 Training is resumable: with ``state_path`` given, the model, the optimiser and scheduler state, both
 random streams and the loss history are written there atomically after every epoch, and a later
 call with the same path and configuration continues from the last finished epoch. A resumed run
@@ -30,7 +37,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, atomic_torch_save
 from .data import DataSplits, batch_of
 from .losses import make_elbo
-from .vae import ConvVAE
+from .interface import PyroVAE
 
 TRAIN_STATE_FORMAT = "pyro_vae.train_state/1"
 MODULE_NAME = "vae"  # the parameter-store prefix of the model's weights (optimiser state keys)
@@ -45,12 +52,22 @@ class TrainConfig:
     lr_factor: float = 0.5
     seed: int = 0
     max_train_points: int | None = None  # cut the training set (quick profiles); None = all
+    kl_warmup_epochs: int = 0  # linear KL warm-up over this many epochs (module docstring)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.kl_warmup_epochs < 0:
+            raise ValueError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+
+    def kl_scale_at(self, step: int, steps_per_epoch: int, beta: float) -> float:
+        """The KL weight of optimisation step ``step`` (0-based, over all epochs)."""
+        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
+        if step >= warmup_steps:
+            return beta
+        return beta * (step + 1) / warmup_steps
 
 
 @dataclass
@@ -73,7 +90,7 @@ class TrainHistory:
                 "epoch_seconds": self.seconds}
 
 
-def _with_module(fn, vae: ConvVAE):
+def _with_module(fn, vae: PyroVAE):
     """``fn`` (model or guide) with the VAE's parameters registered for the optimiser."""
 
     def registered(*args, **kwargs):
@@ -93,14 +110,17 @@ def minibatches(subset, batch_size: int, *, generator: torch.Generator | None = 
         yield batch_of(subset, order[start:start + batch_size])
 
 
-def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
+def train_vae(vae: PyroVAE, splits: DataSplits, config: TrainConfig, *,
               device: torch.device | str = "cpu", progress: bool = True,
               validation_points: int | None = None,
               state_path: str | os.PathLike | None = None) -> TrainHistory:
     """Train ``vae`` in place with ``pyro.infer.SVI`` and return the loss history of all epochs.
 
-    The loss is ``make_elbo(vae.config)``: the ELBO with the KL scaled by β (β-VAE) or the
-    β-TCVAE total-correlation ELBO; both are Pyro ELBOs, so this is the only training loop.
+    ``vae`` is any model of the interface (``pyro_vae.interface``). The loss is
+    ``make_elbo(vae.config)``: the ELBO with the KL scaled by β (β-VAE, every latent group of a
+    hierarchical VAE) or the β-TCVAE total-correlation ELBO (one latent site only); both are
+    Pyro ELBOs, so this is the only training loop. ``config.kl_warmup_epochs`` ramps the KL
+    weight up (module docstring).
     With ``state_path``, every finished epoch is saved there and an existing state is resumed
     (see the module docstring); a state written for another model or configuration is refused.
     """
@@ -110,7 +130,8 @@ def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
     generator = torch.Generator().manual_seed(config.seed)
     num_train = len(splits.train) if config.max_train_points is None else min(
         config.max_train_points, len(splits.train))
-    elbo = make_elbo(vae.config, dataset_size=num_train)
+    elbo = make_elbo(vae.config, dataset_size=num_train, latent_sites=vae.latent_sites)
+    steps_per_epoch = math.ceil(num_train / config.batch_size)
     scheduler = pyro.optim.ReduceLROnPlateau({
         "optimizer": torch.optim.Adam, "optim_args": {"lr": config.learning_rate},
         "factor": config.lr_factor, "patience": config.lr_patience})
@@ -123,12 +144,14 @@ def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
         epochs = tqdm(range(history.epochs_done, config.epochs), initial=history.epochs_done,
                       total=config.epochs, desc=f"train {vae.config.kind} β={vae.config.beta:g}",
                       disable=not progress, unit="epoch")
-        for _ in epochs:
+        for epoch in epochs:
             started = time.perf_counter()
             total, count = 0.0, 0
-            for x, _targets in minibatches(splits.train, config.batch_size, generator=generator,
-                                           limit=num_train):
-                total += svi.step(x.to(device), kl_scale=kl_scale)
+            for step, (x, _targets) in enumerate(
+                    minibatches(splits.train, config.batch_size, generator=generator,
+                                limit=num_train), start=epoch * steps_per_epoch):
+                total += svi.step(x.to(device), kl_scale=config.kl_scale_at(
+                    step, steps_per_epoch, kl_scale))
                 count += len(x)
             validation = _mean_loss(svi, splits.validation, config.batch_size, device, kl_scale,
                                     validation_points)
@@ -145,7 +168,7 @@ def train_vae(vae: ConvVAE, splits: DataSplits, config: TrainConfig, *,
     return history
 
 
-def _save_state(path: Path, vae: ConvVAE, config: TrainConfig,
+def _save_state(path: Path, vae: PyroVAE, config: TrainConfig,
                 scheduler: pyro.optim.PyroLRScheduler, generator: torch.Generator,
                 history: TrainHistory) -> None:
     atomic_torch_save({
@@ -156,7 +179,7 @@ def _save_state(path: Path, vae: ConvVAE, config: TrainConfig,
         "generator_rng": generator.get_state(), "history": asdict(history)}, path)
 
 
-def _resume(path: Path, vae: ConvVAE, config: TrainConfig,
+def _resume(path: Path, vae: PyroVAE, config: TrainConfig,
             scheduler: pyro.optim.PyroLRScheduler, generator: torch.Generator,
             device: torch.device) -> TrainHistory:
     """Load the state at ``path`` into the model, scheduler and random streams."""
@@ -167,8 +190,9 @@ def _resume(path: Path, vae: ConvVAE, config: TrainConfig,
     if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
         raise CheckpointError(f"{path} is not a pyro_vae training state")
     # The epoch count may grow (continue a finished run for longer); nothing else may change.
+    # States written before the KL warm-up existed trained without one.
     mine = {**asdict(config), "epochs": None}
-    theirs = {**state["train_config"], "epochs": None}
+    theirs = {"kl_warmup_epochs": 0, **state["train_config"], "epochs": None}
     if mine != theirs or state["vae_config"] != vae.config.to_dict():
         raise CheckpointError(
             f"{path} was written by a run with another model or training configuration "

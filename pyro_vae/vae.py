@@ -99,9 +99,17 @@ def check_images(x: torch.Tensor, config: VAEConfig) -> None:
 class ConvVAE(nn.Module):
     """Encoder and decoder of PROTOCOL.md §3 with Pyro ``model`` and ``guide`` methods.
 
+    It implements ``pyro_vae.interface.PyroVAE`` with its one latent site "z", which is also
+    the site the encoder attacks read.
+
     Shape:
         x: (B, C, 28, 28) in [0, 1];  z: (B, latent_dim)
     """
+
+    config_class = VAEConfig
+    kinds = MODEL_KINDS
+    latent_sites: tuple[str, ...] = (LATENT_SITE,)
+    attacked_sites: tuple[str, ...] = (LATENT_SITE,)
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -115,6 +123,15 @@ class ConvVAE(nn.Module):
         check_images(x, self.config)
         return self.encoder(x)
 
+    @property
+    def latent_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Event shape of the latent site: {"z": (latent_dim,)}."""
+        return {LATENT_SITE: (self.config.latent_dim,)}
+
+    def encode_sites(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{"z": :meth:`encode` (x)}, the multi-site form of the interface."""
+        return {LATENT_SITE: self.encode(x)}
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|z), (B, C, 28, 28) in [0, 1].
 
@@ -125,6 +142,10 @@ class ConvVAE(nn.Module):
         if self.config.decoder_output == "identity":
             mean = mean.clamp(BERNOULLI_CLAMP, 1 - BERNOULLI_CLAMP)
         return mean
+
+    def decode_sites(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`decode` of ``z["z"]``, the multi-site form of the interface."""
+        return self.decode(z[LATENT_SITE])
 
     def model(self, x: torch.Tensor, *, kl_scale: float = 1.0) -> torch.Tensor:
         """p(z) p(x|z) with x observed; returns z."""

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, atomic_path, load_checkpoint
 from .data import DATASET_NAMES
-from .vae import DECODER_OUTPUTS, MODEL_KINDS, ConvVAE
+from .interface import MODEL_KINDS, PyroVAE
+from .vae import DECODER_OUTPUTS
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 INDEX_FILE = "index.json"
@@ -33,7 +34,7 @@ class PretrainedNotFound(LookupError):
 
 def entry_name(dataset: str, kind: str = "vae", beta: float = 1.0, *,
                decoder_output: str = "sigmoid") -> str:
-    """'mnist-vae_beta1', 'colormnist-vae_beta1-identity', ..."""
+    """'mnist-vae_beta1', 'colormnist-vae_beta1-identity', 'mnist-hvae_beta1', ..."""
     suffix = "" if decoder_output == "sigmoid" else f"-{decoder_output}"
     return f"{dataset}-{kind}_beta{beta:g}{suffix}"
 
@@ -41,7 +42,7 @@ def entry_name(dataset: str, kind: str = "vae", beta: float = 1.0, *,
 def training_command(dataset: str, kind: str = "vae", beta: float = 1.0, *,
                      decoder_output: str = "sigmoid") -> str:
     """The command that trains the entry and adds it to the zoo."""
-    model = kind if kind == "vae" else f"{kind}:{beta:g}"
+    model = kind if kind in ("vae", "hvae") and beta == 1 else f"{kind}:{beta:g}"
     extra = "" if decoder_output == "sigmoid" else f" --decoder-output {decoder_output}"
     return f"python -m benchmarks.train --dataset {dataset} --models {model}{extra} --zoo"
 
@@ -75,9 +76,10 @@ def sha256_of(path: str | os.PathLike) -> str:
 def pretrained(dataset: str, kind: str = "vae", beta: float = 1.0, *,
                decoder_output: str = "sigmoid", map_location="cpu", with_provenance: bool = False,
                zoo_dir: Path = ZOO_DIR):
-    """The zoo's trained model for ``dataset`` (eval mode, on ``map_location``).
+    """The zoo's trained model for ``dataset`` (eval mode, on ``map_location``); ``kind`` is
+    any kind of ``pyro_vae.interface.MODEL_KINDS`` (``"hvae"``: the hierarchical VAE).
 
-    Returns the ``ConvVAE``, or ``(vae, provenance)`` with ``with_provenance=True``.
+    Returns the model, or ``(vae, provenance)`` with ``with_provenance=True``.
     Raises ``PretrainedNotFound`` (with the command that trains it) when the entry is missing and
     ``CheckpointError`` when its file does not match the recorded sha256.
     """
@@ -100,12 +102,14 @@ def pretrained(dataset: str, kind: str = "vae", beta: float = 1.0, *,
     return (vae, provenance) if with_provenance else vae
 
 
-def add_to_zoo(checkpoint: str | os.PathLike, provenance: dict, *, vae: ConvVAE,
+def add_to_zoo(checkpoint: str | os.PathLike, provenance: dict, *, vae: PyroVAE,
                dataset: str, zoo_dir: Path = ZOO_DIR) -> dict:
     """Copy ``checkpoint`` into the zoo under its entry name and record ``provenance`` (plus the
     file name and its sha256) in the index; returns the recorded entry."""
     config = vae.config
-    name = entry_name(dataset, config.kind, config.beta, decoder_output=config.decoder_output)
+    # Only the ConvVAE has the authors' identity-output variant.
+    decoder_output = getattr(config, "decoder_output", "sigmoid")
+    name = entry_name(dataset, config.kind, config.beta, decoder_output=decoder_output)
     target = zoo_dir / f"{name}.pt"
     with atomic_path(target) as tmp:
         shutil.copyfile(checkpoint, tmp)

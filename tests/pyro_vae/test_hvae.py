@@ -111,7 +111,8 @@ def test_encode_flattens_the_top_groups_and_differentiates_in_x():
     assert loc.shape == scale.shape == (2, 8 * 16 + 8 * 49)
     assert torch.equal(loc[:, :128], params["z3"][0].flatten(1))
     assert torch.equal(scale[:, 128:], params["z2"][1].flatten(1))
-    assert hvae.encode(x)[0].shape == (2, 128)
+    assert hvae.encode(x, num_groups=1)[0].shape == (2, 128)
+    assert torch.equal(hvae.encode(x)[0], loc)  # default: the attacked groups, k_A = 2
     (gradient,) = torch.autograd.grad(loc.sum() + scale.sum(), x)
     assert torch.count_nonzero(gradient) > 0
     with pytest.raises(ValueError, match="num_groups"):

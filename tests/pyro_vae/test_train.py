@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyro_vae import (CheckpointError, ConvVAE, TrainConfig, VAEConfig, evaluate_vae, load_dataset,
-                      train_vae)
+                      make_elbo, train_vae)
 
 # The best model that ignores z, the per-pixel mean image of the training set, scores a test NLL of
 # 205.8 nats under the same Bernoulli likelihood (measured on ../shared/data MNIST). A VAE whose
@@ -74,3 +74,42 @@ def test_resuming_with_another_configuration_is_refused(synthetic_root, tmp_path
     with pytest.raises(CheckpointError, match="another model or training configuration"):
         train_vae(ConvVAE(VAEConfig()), splits, TrainConfig(epochs=2, batch_size=4),
                   progress=False, state_path=state)
+
+
+def test_kl_warmup_ramps_the_kl_weight_linearly_to_beta(synthetic_root):
+    splits = load_dataset("mnist", synthetic_root, num_validation=6, download=False)
+    vae = ConvVAE(VAEConfig(kind="beta_vae", beta=4.0, latent_dim=4))
+    seen = []
+    model = vae.model
+
+    def recording_model(x, *, kl_scale):
+        seen.append(kl_scale)
+        return model(x, kl_scale=kl_scale)
+
+    vae.model = recording_model  # train_vae reads vae.model; validation runs it too
+    train_vae(vae, splits, TrainConfig(epochs=2, batch_size=8, kl_warmup_epochs=1),
+              progress=False)
+    # 24 training points in batches of 8: 3 steps per epoch, then 1 validation batch (β)
+    assert seen == pytest.approx([4 / 3, 8 / 3, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
+    with pytest.raises(ValueError, match="kl_warmup_epochs"):
+        TrainConfig(kl_warmup_epochs=-1)
+
+
+def test_a_state_written_before_the_kl_warmup_existed_still_resumes(synthetic_root, tmp_path):
+    splits = load_dataset("mnist", synthetic_root, num_validation=6, download=False)
+    state = tmp_path / "state.pt"
+    train_vae(ConvVAE(VAEConfig(latent_dim=4)), splits, TrainConfig(epochs=1, batch_size=8),
+              progress=False, state_path=state)
+    saved = torch.load(state, weights_only=True)
+    del saved["train_config"]["kl_warmup_epochs"]
+    torch.save(saved, state)
+    history = train_vae(ConvVAE(VAEConfig(latent_dim=4)), splits,
+                        TrainConfig(epochs=2, batch_size=8), progress=False, state_path=state)
+    assert history.epochs_done == 2
+
+
+def test_the_total_correlation_loss_needs_one_latent_site():
+    config = VAEConfig(kind="beta_tcvae", beta=5.0)
+    assert make_elbo(config, dataset_size=100).tc_weight == 4.0
+    with pytest.raises(ValueError, match="single latent site 'z'"):
+        make_elbo(config, dataset_size=100, latent_sites=("z3", "z2", "z1"))
