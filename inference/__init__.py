@@ -6,16 +6,18 @@ knows nothing about images or VAEs.
 
 from inference.adaptation import AdaptState, StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
 from inference.api import PosteriorSamples, SamplerConfig, sample_posterior
-from inference.diagnostics import DiagnosticsSummary, convergence, save_netcdf, summarize, to_inference_data
+from inference.diagnostics import (DiagnosticsSummary, SiteSummary, convergence, save_netcdf, summarize,
+                                   summarize_sites, to_inference_data)
 from inference.hmc import HMCInfo, HMCNoise, HMCState, draw_hmc_noise, hmc_init, hmc_move, hmc_step
 from inference.integrator import leapfrog
 from inference.kernels import BatchedHMC, BatchedKernel, BatchedMAP, BatchedNUTS, jittered_step_size
+from inference.layout import LatentLayout
 from inference.mala import BatchedMALA
 from inference.map import MAPInfo, MAPState, map_init, map_step
 from inference.nuts import NUTSInfo, nuts_step
 from inference.posterior_ratio import KSResult, ks_two_sample, log_posterior_ratio
 from inference.samplers import SAMPLERS, RunResult, SamplerRegistry, SamplerSpec
-from inference.target import PosteriorTarget, initial_latents
+from inference.target import PosteriorTarget, draw_initial_latents, initial_latents
 from inference.unrolled import (ChainNoise, UnrolledHMC, differentiable_value_and_grad, draw_chain_noise,
                                 unrolled_hmc)
 
@@ -33,6 +35,7 @@ __all__ = [
     "HMCNoise",
     "HMCState",
     "KSResult",
+    "LatentLayout",
     "MAPInfo",
     "MAPState",
     "NUTSInfo",
@@ -42,6 +45,7 @@ __all__ = [
     "SamplerConfig",
     "SamplerRegistry",
     "SamplerSpec",
+    "SiteSummary",
     "StepSizeAdaptation",
     "UnrolledHMC",
     "adapt_end_warmup",
@@ -51,6 +55,7 @@ __all__ = [
     "differentiable_value_and_grad",
     "draw_chain_noise",
     "draw_hmc_noise",
+    "draw_initial_latents",
     "hmc_init",
     "hmc_move",
     "hmc_step",
@@ -65,6 +70,7 @@ __all__ = [
     "sample_posterior",
     "save_netcdf",
     "summarize",
+    "summarize_sites",
     "to_inference_data",
     "unrolled_hmc",
 ]

@@ -10,6 +10,7 @@ mean, or given latents), and return the same :class:`PosteriorSamples` record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -17,8 +18,9 @@ import torch
 from torch import Tensor
 
 from inference.adaptation import ADAPT_KINDS
+from inference.layout import LatentLayout, site_names
 from inference.samplers import SAMPLERS, SamplerSpec
-from inference.target import initial_latents
+from inference.target import draw_initial_latents
 
 _DEFAULT_TARGET_ACCEPT = {"paper": 0.9, "dual_averaging": 0.8}
 
@@ -34,6 +36,8 @@ class SamplerConfig:
     0 is the paper's fixed trajectory η·L (see :class:`~inference.kernels.BatchedKernel`).
     compile_potential: whether the potential was asked to run as a traced tensor program (see
     :class:`~inference.target.PosteriorTarget`).
+    latent_site: the one site name, or the tuple of a hierarchical model's sites (top first)
+    sampled jointly as one flat z.
     """
 
     sampler: str
@@ -47,7 +51,7 @@ class SamplerConfig:
     adapt_after_warmup: bool
     init: str
     max_tree_depth: int
-    latent_site: str
+    latent_site: str | tuple[str, ...]
     seed: int
     device: str
     jitter: float = 0.0
@@ -72,6 +76,8 @@ class PosteriorSamples:
         - num_grad_evals: (num_chains, N) int64, every evaluation of the run per chain and point,
           the one at the initial state included (= 1 + the sum of ``n_grad_evals`` over warm-up
           and kept transitions); None for the stock-Pyro references, which do not expose it.
+        - layout: where each latent site lies in the last dimension D of z and final_z
+          (``layout.split(z)`` gives the sites' values; one site for a flat model).
     """
 
     z: Tensor
@@ -81,6 +87,7 @@ class PosteriorSamples:
     warmup_stats: dict[str, Tensor]
     config: SamplerConfig
     num_grad_evals: Tensor | None = None
+    layout: LatentLayout | None = None
 
 
 def _resolve_adaptation(spec: SamplerSpec, adapt: str | None, target_accept: float | None):
@@ -160,7 +167,7 @@ def sample_posterior(
     adapt_after_warmup: bool = False,
     init: Literal["sample", "mean"] | Tensor = "sample",
     max_tree_depth: int = 10,
-    latent_site: str = "z",
+    latent_site: str | Sequence[str] = "z",
     seed: int | None = None,
     progress_bar: bool = False,
     model_kwargs: dict | None = None,
@@ -173,6 +180,10 @@ def sample_posterior(
         model, guide: Pyro model and guide of the interface described in
             :class:`~inference.target.PosteriorTarget` (data plate over dim -1, latent site
             ``latent_site`` of shape (N, D); the guide's site is a Normal).
+        latent_site: one site, or a sequence of sites (a hierarchical model's groups, top
+            first) that every batched sampler updates jointly as one flat z of dimension
+            D = Σ sizes (PROTOCOL.md §7; ``layout`` of the result says where each site lies).
+            The stock-Pyro references take one site only.
         sampler: a name of :data:`inference.samplers.SAMPLERS`: ``"hmc"`` (L leapfrog steps
             per transition), ``"nuts"`` (multinomial NUTS up to ``max_tree_depth``; the
             potential is evaluated for the chains still extending their trees only),
@@ -220,6 +231,12 @@ def sample_posterior(
     _check_arguments(sampler, num_chains, num_warmup, num_samples, step_size, num_leapfrog_steps,
                      max_tree_depth, init)
     spec = SAMPLERS[sampler]
+    sites = site_names(latent_site)
+    if len(sites) > 1 and not spec.multi_site:
+        batched = ", ".join(name for name, other in SAMPLERS.items() if other.multi_site)
+        raise ValueError(f"sampler={sampler!r} takes one latent site, got {sites}; "
+                         f"use a batched sampler ({batched})")
+    latent_site = latent_site if isinstance(latent_site, str) else sites
     adapt, target_accept = _resolve_adaptation(spec, adapt, target_accept)
     jitter = _resolve_jitter(spec, jitter)
     device = _device_of(model_args)
@@ -232,11 +249,11 @@ def sample_posterior(
         "given" if torch.is_tensor(init) else init, max_tree_depth, latent_site, seed, str(device),
         jitter, compile_potential,
     )
-    z0 = initial_latents(guide, model_args, num_chains=num_chains,
-                         init="mean" if torch.is_tensor(init) else init, latent_site=latent_site,
-                         generator=generator, model_kwargs=model_kwargs)
+    z0, layout = draw_initial_latents(
+        guide, model_args, num_chains=num_chains, init="mean" if torch.is_tensor(init) else init,
+        latent_site=latent_site, generator=generator, model_kwargs=model_kwargs)
     if torch.is_tensor(init):
         z0 = _given_start(init, z0)
     result = spec.run(model, model_args, z0, config, generator, model_kwargs, progress_bar)
     return PosteriorSamples(result.z, result.final_z, result.step_size, result.sample_stats,
-                            result.warmup_stats, config, result.num_grad_evals)
+                            result.warmup_stats, config, result.num_grad_evals, layout)

@@ -58,7 +58,9 @@ class BatchedKernel(MCMCKernel):
     value-and-grad callable z (C, N, D) -> (U (C, N), grad (C, N, D)); a ``potential_fn`` with
     a ``value_and_grad_rows`` method (like PosteriorTarget's) also lets NUTS evaluate only the
     chains it still integrates. Initial latents are set through ``initial_params``
-    (``MCMC(..., initial_params={latent_site: z0})``).
+    (``MCMC(..., initial_params={latent_site: z0})``). ``latent_site`` may be a tuple of sites
+    (a hierarchical model's groups), all updated jointly as one flat z (the tuple is then
+    also the key of ``params``).
 
     ``jitter`` j ∈ [0, 1): every transition, every chain integrates with step size
     η·(1 + j·(2u − 1)), u ~ U(0, 1) drawn from ``generator``, around its (adapted) η. Randomising
@@ -86,7 +88,7 @@ class BatchedKernel(MCMCKernel):
         step_size: float | Tensor,
         adaptation: StepSizeAdaptation | None = None,
         generator: torch.Generator | None = None,
-        latent_site: str = "z",
+        latent_site: str | tuple[str, ...] = "z",
         jitter: float = 0.0,
         compile_potential: bool = True,
         progress_every: int = 50,

@@ -10,7 +10,12 @@ sample site's per-point ``log_prob``, scaled and masked as Pyro does, is summed)
 hand-copied formula, so whatever likelihood, prior or ``poutine.scale`` the model uses is what
 the sampler targets.
 
-Cost: the model's structure (one latent site, observed sites, one density term per point) is
+A hierarchical model has several latent sites (one per group); given as a sequence, they are
+sampled jointly through one flat z, each site's value flattened and concatenated in the given
+order (:class:`~inference.layout.LatentLayout`), so U(z) = −log p(x|z) − Σ_k log p(z_k | z_>k)
+(PROTOCOL.md §7) and every sampler works on (C, N, D) unchanged.
+
+Cost: the model's structure (the latent sites, observed sites, one density term per point) is
 checked once, by a full ``poutine.trace`` at construction. The log density itself is then the
 model run under one light handler, :class:`_LogDensity`, that substitutes z and adds up the
 log-densities as the sites go by (no ``Trace`` object, no ``poutine.condition``), and that
@@ -27,6 +32,7 @@ be traced (a model whose Python control flow depends on tensor values must pass
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Callable, Literal
 
 import pyro
@@ -36,6 +42,8 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
+
+from inference.layout import LatentLayout, site_names
 
 ValueAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
 # (z_rows (K, D), rows (K,)) -> (U (K,), grad (K, D)): the potential of some chains only, rows
@@ -56,27 +64,26 @@ def _tile(arg, num_chains: int):
 
 
 class _LogDensity(Messenger):
-    """Give the latent site the value ``latent`` and sum the log-densities of all sample sites.
+    """Give the latent sites the values ``latents`` and sum the log-densities of all sample sites.
 
     What ``poutine.condition`` + ``poutine.trace`` + ``Trace.log_prob_sum`` per point would
     give, in one pass: every non-subsample sample site adds ``scale_and_mask(fn.log_prob(value))``
     (so ``poutine.scale`` and ``poutine.mask`` count as in Pyro's own log density) to ``total``.
 
-    Shape: latent (K, D); ``total`` (K,) once the model has run (the structure check at
-    construction guarantees one term per row for every site).
+    Shape: latents {site: (K, *event_shape)}; ``total`` (K,) once the model has run (the
+    structure check at construction guarantees one term per row for every site).
     """
 
-    def __init__(self, latent_site: str, latent: Tensor):
+    def __init__(self, latents: dict[str, Tensor]):
         super().__init__()
-        self.latent_site = latent_site
-        self.latent = latent
+        self.latents = latents
         self.total: Tensor | None = None
 
     def _pyro_sample(self, msg):
         # Runs after the model's own handlers (plates, scale) have seen the site, as an
         # outer poutine.condition would.
-        if msg["name"] == self.latent_site:
-            msg["value"] = self.latent
+        if msg["name"] in self.latents:
+            msg["value"] = self.latents[msg["name"]]
             msg["is_observed"] = True
 
     def _pyro_post_sample(self, msg):
@@ -92,7 +99,10 @@ class PosteriorTarget:
 
     The model must put its data in a ``pyro.plate`` over dim -1, have exactly one unobserved
     sample site (``latent_site``, value shape (N, D), event dim 1) and only observed sites
-    otherwise, each with one log-density term per point. ``num_chains`` copies of the data are
+    otherwise, each with one log-density term per point. ``latent_site`` may instead be a
+    sequence of sites (a hierarchical model's groups, top first), each of value shape
+    (N, *event_shape) with one term per point: z is then their flat concatenation in that order
+    (``layout``, :class:`~inference.layout.LatentLayout`), D = Σ sizes. ``num_chains`` copies of the data are
     evaluated in ONE model call: the tensor model args and kwargs (all with N rows) are tiled
     ``num_chains`` times along dim 0 once, here, and the latents of shape (C, N, D) are flattened chain-major to (C·N, D).
 
@@ -123,7 +133,7 @@ class PosteriorTarget:
         model: Callable,
         model_args: tuple = (),
         *,
-        latent_site: str = "z",
+        latent_site: str | Sequence[str] = "z",
         num_chains: int = 1,
         model_kwargs: dict | None = None,
         compile: bool = True,
@@ -132,9 +142,10 @@ class PosteriorTarget:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
         self.model = model
         self.latent_site = latent_site
+        self._sites = site_names(latent_site)
         self.num_chains = num_chains
         self._kwargs = dict(model_kwargs or {})
-        z_checked, log_density_checked = self._inspect(model_args)
+        z_checked, log_density_checked, self.layout = self._inspect(model_args)
         self.num_points, self.latent_dim = z_checked.shape
         self.dtype, self.device = z_checked.dtype, z_checked.device
         self._tiled_args = tuple(_tile(a, num_chains) for a in model_args)
@@ -148,31 +159,32 @@ class PosteriorTarget:
         """Whether full-batch evaluations run the traced tensor program."""
         return self._compiled is not None
 
-    def _inspect(self, model_args: tuple) -> tuple[Tensor, Tensor]:
-        """Check the model's structure on one prior draw; return that draw z (N, D) and the
-        model's log density there per point (N,), from Pyro's own trace."""
+    def _inspect(self, model_args: tuple) -> tuple[Tensor, Tensor, LatentLayout]:
+        """Check the model's structure on one prior draw; return that draw z (N, D), the model's
+        log density there per point (N,), from Pyro's own trace, and the sites' layout."""
         with torch.random.fork_rng(), poutine.block():
             trace = poutine.trace(self.model).get_trace(*model_args, **self._kwargs)
         trace.compute_log_prob(lambda _, site: _is_density_site(site))
-        site = trace.nodes.get(self.latent_site)
-        if site is None or site["type"] != "sample" or site["is_observed"]:
-            raise ValueError(
-                f"model has no unobserved sample site named {self.latent_site!r}"
-            )
-        value = site["value"]
-        if value.dim() != 2:
-            raise ValueError(
-                f"latent site {self.latent_site!r} must have value shape (N, D), "
-                f"got {tuple(value.shape)}"
-            )
-        num_points = value.shape[0]
+        single = isinstance(self.latent_site, str)
+        values = []
+        for name in self._sites:
+            site = trace.nodes.get(name)
+            if site is None or site["type"] != "sample" or site["is_observed"]:
+                raise ValueError(f"model has no unobserved sample site named {name!r}")
+            value = site["value"]
+            if value.dim() != 2 if single else value.dim() < 2:
+                expected = "(N, D)" if single else "(N, *event_shape)"
+                raise ValueError(f"latent site {name!r} must have value shape {expected}, "
+                                 f"got {tuple(value.shape)}")
+            values.append(value.detach())
+        num_points = values[0].shape[0]
         for name, other in trace.nodes.items():
             if not _is_density_site(other):
                 continue
-            if name != self.latent_site and not other["is_observed"]:
+            if name not in self._sites and not other["is_observed"]:
                 raise ValueError(
                     f"model has another unobserved sample site {name!r}; "
-                    "condition it or make it the latent site"
+                    "condition it or make it a latent site"
                 )
             if other["log_prob"].shape != (num_points,):
                 raise ValueError(
@@ -180,8 +192,10 @@ class PosteriorTarget:
                     f"expected one term per point, ({num_points},): put it inside the data "
                     "plate with its non-batch dims declared as event dims"
                 )
+        layout = LatentLayout(self._sites, tuple(tuple(v.shape[1:]) for v in values))
+        z = torch.cat([value.reshape(num_points, -1) for value in values], dim=1)
         log_density = sum(s["log_prob"] for s in trace.nodes.values() if _is_density_site(s))
-        return value.detach(), log_density.detach()
+        return z, log_density.detach(), layout
 
     def _compile(self, z_flat: Tensor, expected: Tensor):
         """The full-batch log density traced into a tensor program of (z (C·N, D), *the tensor
@@ -233,7 +247,7 @@ class PosteriorTarget:
 
     def _log_density(self, z_flat: Tensor, args: tuple, kwargs: dict) -> Tensor:
         """log p(x, z) of the model run once on rows of the tiled data. Shape: (K, D) -> (K,)."""
-        handler = _LogDensity(self.latent_site, z_flat)
+        handler = _LogDensity(self.layout.split(z_flat))
         with pyro.validation_enabled(False), handler:
             self.model(*args, **kwargs)
         return handler.total
@@ -294,43 +308,98 @@ class PosteriorTarget:
         return potential.detach(), grad
 
 
+class _DrawFromGuide(Messenger):
+    """Give each named guide site loc + scale·ε (ε from ``generator``) or its loc, as it goes.
+
+    Drawing inside the guide keeps a hierarchical guide ancestral: each lower group's q is read
+    at the values just given to the groups above.
+    """
+
+    def __init__(self, sites: tuple[str, ...], *, mean: bool, generator: torch.Generator | None):
+        super().__init__()
+        self.sites = sites
+        self.mean = mean
+        self.generator = generator
+
+    def _pyro_sample(self, msg):
+        if msg["name"] not in self.sites or msg["value"] is not None:
+            return
+        base = msg["fn"]
+        while isinstance(base, torch.distributions.Independent):
+            base = base.base_dist
+        if not isinstance(base, torch.distributions.Normal):
+            raise ValueError(
+                f"guide site {msg['name']!r} must be a Normal (optionally .to_event), "
+                f"got {type(msg['fn']).__name__}"
+            )
+        loc, scale = torch.broadcast_tensors(base.loc, base.scale)
+        if self.mean:
+            msg["value"] = loc
+        else:
+            noise = torch.randn(loc.shape, generator=self.generator, dtype=loc.dtype,
+                                device=loc.device)
+            msg["value"] = loc + scale * noise
+
+
+def draw_initial_latents(
+    guide: Callable,
+    model_args: tuple = (),
+    *,
+    num_chains: int = 1,
+    init: Literal["sample", "mean"] = "sample",
+    latent_site: str | Sequence[str] = "z",
+    generator: torch.Generator | None = None,
+    model_kwargs: dict | None = None,
+) -> tuple[Tensor, LatentLayout]:
+    """Starting latents from the encoder q(z|x): z₀ ~ q(z|x) (Algorithm 1, the paper) or its mean,
+    and the layout of the latent sites in them.
+
+    The guide runs once, on the data tiled ``num_chains`` times (chain-major) for "sample" and
+    untiled for "mean" (repeated over chains); each of its ``latent_site`` sites must be a
+    (possibly ``to_event``) Normal and is given loc + scale·ε with ε drawn from ``generator``
+    (which must be on the guide's device), or its loc, so draws are reproducible and
+    independent of Pyro's global RNG. With several sites (a hierarchical guide, top first) the
+    draw is ancestral: each group's q sees the values drawn above it ("mean": the means above
+    it). The values are flattened and concatenated in site order.
+
+    Shape:
+        returns ((num_chains, N, D) on the guide's device, layout with D = layout.dim).
+    """
+    if init not in ("sample", "mean"):
+        raise ValueError(f"init must be 'sample' or 'mean', got {init!r}")
+    sites = site_names(latent_site)
+    copies = 1 if init == "mean" else num_chains
+    args = tuple(_tile(a, copies) for a in model_args)
+    kwargs = {k: _tile(v, copies) for k, v in (model_kwargs or {}).items()}
+    draw = _DrawFromGuide(sites, mean=init == "mean", generator=generator)
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(draw(guide)).get_trace(*args, **kwargs)
+    missing = [name for name in sites
+               if name not in trace.nodes or trace.nodes[name]["type"] != "sample"]
+    if missing:
+        raise ValueError(f"guide has no sample site named {missing[0]!r}")
+    values = [trace.nodes[name]["value"].detach() for name in sites]
+    rows = values[0].shape[0]
+    layout = LatentLayout(sites, tuple(tuple(v.shape[1:]) for v in values))
+    z = torch.cat([v.reshape(rows, -1) for v in values], dim=1).reshape(copies, -1, layout.dim)
+    return z.expand(num_chains, -1, -1).clone(), layout
+
+
 def initial_latents(
     guide: Callable,
     model_args: tuple = (),
     *,
     num_chains: int = 1,
     init: Literal["sample", "mean"] = "sample",
-    latent_site: str = "z",
+    latent_site: str | Sequence[str] = "z",
     generator: torch.Generator | None = None,
     model_kwargs: dict | None = None,
 ) -> Tensor:
-    """Starting latents from the encoder q(z|x): z₀ ~ q(z|x) (Algorithm 1, the paper) or its mean.
-
-    The guide is traced once on the untiled data; its ``latent_site`` must be a (possibly
-    ``to_event``) Normal. Samples are loc + scale·ε with ε drawn from ``generator`` (which must
-    be on the guide's device), so they are reproducible and independent of Pyro's global RNG.
+    """The latents of :func:`draw_initial_latents`, without the layout.
 
     Shape:
         returns (num_chains, N, D) on the guide's device; the mean is repeated over chains.
     """
-    if init not in ("sample", "mean"):
-        raise ValueError(f"init must be 'sample' or 'mean', got {init!r}")
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(guide).get_trace(*model_args, **(model_kwargs or {}))
-    site = trace.nodes.get(latent_site)
-    if site is None or site["type"] != "sample":
-        raise ValueError(f"guide has no sample site named {latent_site!r}")
-    base = site["fn"]
-    while isinstance(base, torch.distributions.Independent):
-        base = base.base_dist
-    if not isinstance(base, torch.distributions.Normal):
-        raise ValueError(
-            f"guide site {latent_site!r} must be a Normal (optionally .to_event), "
-            f"got {type(site['fn']).__name__}"
-        )
-    loc, scale = torch.broadcast_tensors(base.loc.detach(), base.scale.detach())
-    loc = loc.expand((num_chains,) + loc.shape)
-    if init == "mean":
-        return loc.clone()
-    noise = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
-    return loc + scale * noise
+    return draw_initial_latents(guide, model_args, num_chains=num_chains, init=init,
+                                latent_site=latent_site, generator=generator,
+                                model_kwargs=model_kwargs)[0]

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from attacks import encoder_from_guide
+from attacks.divergences import Gaussian, symmetric_kl
+from pyro_vae.hvae import HierarchicalVAE, HVAEConfig
 
 
 def test_guide_encoder_returns_the_guide_posterior(vae, images):
@@ -36,3 +38,26 @@ def test_missing_or_non_gaussian_site_is_reported(vae, images):
 
     with pytest.raises(ValueError, match="not a \\(diagonal\\) Normal"):
         encoder_from_guide(bernoulli_guide)(images)
+
+
+def test_the_top_groups_of_a_hierarchical_guide_are_concatenated_and_their_skls_add():
+    torch.manual_seed(0)
+    hvae = HierarchicalVAE(HVAEConfig(width=8, latent_channels=(2, 2, 2)))
+    x = torch.rand(3, 1, 28, 28)
+    x_adversarial = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    encode = encoder_from_guide(hvae.guide, latent_site=hvae.attacked_sites)
+    state = torch.get_rng_state()
+    loc, scale = encode(x)
+    assert torch.equal(torch.get_rng_state(), state)  # every group read at the means above it
+    expected_loc, expected_scale = hvae.encode(x)  # the model's own k_A = 2 groups
+    assert loc.shape == (3, 2 * 16 + 2 * 49)
+    assert torch.allclose(loc, expected_loc) and torch.allclose(scale, expected_scale)
+    total = symmetric_kl(Gaussian(*encode(x_adversarial)), Gaussian(loc, scale))
+    clean, adversarial = hvae.encode_sites(x), hvae.encode_sites(x_adversarial)
+    per_group = [symmetric_kl(Gaussian(*(t.flatten(1) for t in adversarial[site])),
+                              Gaussian(*(t.flatten(1) for t in clean[site])))
+                 for site in hvae.attacked_sites]
+    assert (per_group[1] > 0).all()
+    assert torch.allclose(total, sum(per_group), rtol=1e-5)
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        encoder_from_guide(hvae.guide, latent_site=())
