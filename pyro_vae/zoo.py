@@ -19,7 +19,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, atomic_path, load_checkpoint
 from .data import DATASET_NAMES
 from .interface import MODEL_KINDS, PyroVAE
-from .vae import DECODER_OUTPUTS
+from .vae import DECODER_OUTPUTS, ConvVAE
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 INDEX_FILE = "index.json"
@@ -61,6 +61,9 @@ def _check_request(dataset: str, kind: str, beta: float, decoder_output: str) ->
     if decoder_output not in DECODER_OUTPUTS:
         raise ValueError(f"unknown decoder_output {decoder_output!r}; choose one of "
                          f"{', '.join(DECODER_OUTPUTS)}")
+    if decoder_output != "sigmoid" and MODEL_KINDS[kind] is not ConvVAE:
+        raise ValueError(f"decoder_output={decoder_output!r} is a ConvVAE option; the {kind!r} "
+                         "model has a sigmoid output only")
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta}")
 

@@ -105,6 +105,8 @@ def test_the_zoo_serves_an_hvae_by_kind(tmp_path, hvae):
     save_checkpoint(hvae, checkpoint)
     with pytest.raises(PretrainedNotFound, match="--models hvae --zoo"):
         pretrained("mnist", kind="hvae", zoo_dir=tmp_path / "zoo")
+    with pytest.raises(ValueError, match="ConvVAE option"):
+        pretrained("mnist", kind="hvae", decoder_output="identity", zoo_dir=tmp_path / "zoo")
     entry = add_to_zoo(checkpoint, {"command": "test"}, vae=hvae, dataset="mnist",
                        zoo_dir=tmp_path / "zoo")
     assert entry["file"] == "mnist-hvae_beta1.pt"
