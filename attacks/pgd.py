@@ -19,14 +19,24 @@ from .objectives import Objective
 from .threat import check_images, check_radius, project
 
 
+STEP_RULES = ("gradient", "sign")
+
+
 @dataclass(frozen=True)
 class PGDConfig:
-    """Optimiser settings; the defaults are the paper's (Appendix D.2, Table 8)."""
+    """Optimiser settings; the defaults are the paper's (Appendix D.2, Table 8).
+
+    ``step``: ``"gradient"`` (the paper's plain SGD ascent, δ ← δ + lr·∇) or ``"sign"`` (the
+    L∞ steepest ascent of Madry et al. 2018, δ ← δ + lr·ε·sign(∇), whose step does not depend on
+    the objective's scale: what an adaptive attacker, whose objectives differ in scale by orders
+    of magnitude, should use; lr = 2.5 / num_steps is Madry's choice).
+    """
 
     num_steps: int = 50
     learning_rate: float = 1.0
     init_scale: float = 0.2
     restarts: int = 10
+    step: str = "gradient"
 
     def __post_init__(self) -> None:
         if self.num_steps < 0:
@@ -37,6 +47,8 @@ class PGDConfig:
             raise ValueError(f"init_scale must be >= 0, got {self.init_scale}")
         if self.restarts < 1:
             raise ValueError(f"restarts must be >= 1, got {self.restarts}")
+        if self.step not in STEP_RULES:
+            raise ValueError(f"step must be one of {STEP_RULES}, got {self.step!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +92,8 @@ def _ascend(value: Callable[[Tensor], Tensor], x_ref: Tensor, delta: Tensor, *, 
         x_adv = x_adv.detach().requires_grad_(True)
         # Rows are independent examples: the gradient of the sum is each row's own gradient.
         (gradient,) = torch.autograd.grad(value(x_adv).sum(), x_adv)
+        if config.step == "sign":
+            gradient = radius * gradient.sign()
         x_adv = project(x_ref, x_adv.detach() - x_ref + config.learning_rate * gradient,
                         radius=radius)
     return x_adv.detach()

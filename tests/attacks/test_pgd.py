@@ -151,7 +151,8 @@ def test_targets_must_match_references(vae, encode, images):
 
 
 @pytest.mark.parametrize("field, value", [("num_steps", -1), ("learning_rate", 0.0),
-                                          ("init_scale", -0.1), ("restarts", 0)])
+                                          ("init_scale", -0.1), ("restarts", 0),
+                                          ("step", "adam")])
 def test_config_validation(field, value):
     with pytest.raises(ValueError, match=field):
         PGDConfig(**{field: value})
@@ -164,3 +165,22 @@ def test_objective_values_are_per_example(encode, images):
     separately = torch.cat([EncoderDivergence(encode=encode).bind(images[n:n + 1], restarts=1)
                             .value(shifted[n:n + 1]) for n in range(4)])
     assert torch.allclose(together, separately, rtol=1e-5)
+
+
+def test_sign_steps_do_not_depend_on_the_objective_scale(encode, images):
+    """Sign steps move the same way whether the objective is scaled by 1e-6 or not; the
+    paper's gradient steps barely leave the start on the scaled objective."""
+    radius = 0.1
+
+    def attack(scale, step):
+        objective = EncoderDivergence(encode, divergence=lambda a, b: scale * symmetric_kl(a, b))
+        config = PGDConfig(num_steps=2, restarts=1, step=step)
+        return pgd_attack(objective, images, radii=[radius], config=config,
+                          generator=torch.Generator().manual_seed(0)).adversarial[0, :, 0]
+
+    start = pgd_attack(EncoderDivergence(encode), images, radii=[radius],
+                       config=PGDConfig(num_steps=0, restarts=1),
+                       generator=torch.Generator().manual_seed(0)).adversarial[0, :, 0]
+    assert torch.equal(attack(1.0, "sign"), attack(1e-6, "sign"))
+    assert (attack(1e-6, "sign") - start).abs().max() > 0.5 * radius
+    assert (attack(1e-6, "gradient") - start).abs().max() < 1e-3
