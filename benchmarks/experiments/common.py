@@ -54,13 +54,13 @@ def tables_defence(context: RunContext, attacked: AttackedModel) -> dict:
 
 def attack_defend_score(context: RunContext, attacked: AttackedModel, objectives: dict, *,
                         radii, stage: str, attack_stage: str | None = None,
-                        learning_rates: dict[str, float] | None = None,
+                        pgd_options: dict[str, dict] | None = None,
                         **sampler_overrides) -> dict:
     """Attack the references with every objective at every radius (stage
     ``attacks/<attack_stage or stage>``, so experiments that vary only the defence share one),
     defend every attacked input with the run's sampler or ``sampler_overrides`` (stage
     ``chains/<stage>``), and score each group (stage ``metrics/<stage>.json``);
-    ``learning_rates`` as in :func:`~benchmarks.stages.attacks.run_attacks`.
+    ``pgd_options`` as in :func:`~benchmarks.stages.attacks.run_attacks`.
 
     Returns group ``<objective>@<radius>`` → {"ms_ssim" / "ms_ssim_standard": summary without
     and with the defence, "inputs": MS-SSIM[x_r, x_a] of the inputs themselves (paper variant),
@@ -71,7 +71,7 @@ def attack_defend_score(context: RunContext, attacked: AttackedModel, objectives
     attack_file = f"attacks/{attack_stage or stage}.pt"
     attacks = attack_stages.run_attacks(context, model, x_ref, objectives,
                                         stage=attack_stage or stage, radii=radii,
-                                        learning_rates=learning_rates)
+                                        pgd_options=pgd_options)
     groups = defence.attack_groups(context, x_ref, attacks, radii, clean=False)
     defended = defence.defend(context, model, groups, after=(attack_file,), stage=stage,
                               **sampler_overrides)

@@ -62,8 +62,8 @@ def run(context: RunContext, knobs: Knobs) -> dict:
     scored = attack_defend_score(
         context, attacked, objectives, radii=knobs.radii,
         stage=f"{attacked.model.tag}_objectives",
-        learning_rates={"latent_target": TARGETED_LEARNING_RATE,
-                        "output_target": TARGETED_LEARNING_RATE})
+        pgd_options={name: {"learning_rate": TARGETED_LEARNING_RATE}
+                     for name in ("latent_target", "output_target")})
     return {"radii": list(knobs.radii), "objectives": list(objectives), **scored}
 
 

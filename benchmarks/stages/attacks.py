@@ -52,29 +52,29 @@ def table_objectives(model: LoadedModel, classifiers: dict) -> dict:
 
 def run_attacks(context: RunContext, model: LoadedModel, x_ref: torch.Tensor,
                 objectives: dict, *, stage: str | None = None, radii=None,
-                after: tuple[str, ...] = (), learning_rates: dict[str, float] | None = None
+                after: tuple[str, ...] = (), pgd_options: dict[str, dict] | None = None
                 ) -> dict[str, dict[str, torch.Tensor]]:
     """Every objective at every radius (default: the profile's), cached as the stage
     ``attacks/<stage or model tag>.pt``; ``after`` names the stages the objectives depend on
-    (e.g. the classifiers); ``learning_rates`` replaces the paper's PGD learning rate 1 for the
-    objectives it names.
+    (e.g. the classifiers); ``pgd_options`` replaces, for the objectives it names, fields of
+    the profile's PGD settings (e.g. ``{"latent_target": {"learning_rate": 0.1}}``).
 
     Returns name → {"adversarial": (K radii, N refs, R restarts, C, H, W), "objective": (K, N, R),
     the objective each attack reached (for ``skl`` the symmetric KL it achieved)}.
     """
     radii = tuple(context.profile.radii if radii is None else radii)
-    learning_rates = learning_rates or {}
-    unknown = set(learning_rates) - set(objectives)
+    pgd_options = pgd_options or {}
+    unknown = set(pgd_options) - set(objectives)
     if unknown:
-        raise ValueError(f"learning rates for unknown objectives {sorted(unknown)}")
+        raise ValueError(f"PGD options for unknown objectives {sorted(unknown)}")
 
     def attack():
         results = {}
         for name, objective in tqdm(objectives.items(), desc=f"attack {model.tag}",
                                     disable=not context.settings.progress):
-            config = PGDConfig(num_steps=context.profile.attack_steps,
-                               restarts=context.profile.restarts,
-                               learning_rate=learning_rates.get(name, 1.0))
+            config = PGDConfig(**{"num_steps": context.profile.attack_steps,
+                                  "restarts": context.profile.restarts,
+                                  **pgd_options.get(name, {})})
             result = pgd_attack(objective, x_ref, radii=radii, config=config,
                                 generator=context.generator())
             results[name] = {"adversarial": result.adversarial.cpu(),
@@ -85,6 +85,6 @@ def run_attacks(context: RunContext, model: LoadedModel, x_ref: torch.Tensor,
     saved = context.timed("attacks", lambda: context.run_dir.stage(
         name, attack, code=("attacks", THIS), after=(reference_stage(context), *after),
         identity=f"{model.identity} radii={radii} objectives={sorted(objectives)} "
-                 f"learning_rates={sorted(learning_rates.items())}"))
+                 f"pgd_options={sorted((k, sorted(v.items())) for k, v in pgd_options.items())}"))
     return {name: {k: v.to(context.device) for k, v in entry.items()}
             for name, entry in saved.items()}
