@@ -154,6 +154,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--chains must be at least 2: R-hat needs two chains per point")
     if arguments.step_size is not None and not arguments.step_size > 0:
         parser.error("--step-size must be positive")
+    allowed = EXPERIMENTS[arguments.experiment].samplers
+    if allowed is not None and arguments.sampler not in allowed:
+        parser.error(f"--experiment {arguments.experiment} works with --sampler "
+                     f"{' or '.join(allowed)} only, got {arguments.sampler}")
     return arguments
 
 

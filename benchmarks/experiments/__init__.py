@@ -3,7 +3,7 @@
 Adding one: a module with an ``EXPERIMENT`` and one line below. The order here is the report's.
 """
 
-from . import objectives, posterior_ratio, radius, samplers, tables, transitions
+from . import adaptive, objectives, posterior_ratio, radius, samplers, tables, transitions
 from .base import Experiment, ExperimentRegistry
 
 EXPERIMENTS = ExperimentRegistry([
@@ -13,6 +13,7 @@ EXPERIMENTS = ExperimentRegistry([
     radius.EXPERIMENT,
     objectives.EXPERIMENT,
     samplers.EXPERIMENT,
+    adaptive.EXPERIMENT,
 ])
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentRegistry"]

@@ -52,26 +52,26 @@ def tables_defence(context: RunContext, attacked: AttackedModel) -> dict:
     return defence.defend(context, attacked.model, groups, after=(attacked.attack_stage,))
 
 
-def attack_defend_score(context: RunContext, attacked: AttackedModel, objectives: dict, *,
-                        radii, stage: str, attack_stage: str | None = None,
+def attack_defend_score(context: RunContext, model: models.LoadedModel, x_ref: torch.Tensor,
+                        objectives: dict, *, radii, stage: str, attack_stage: str | None = None,
                         pgd_options: dict[str, dict] | None = None,
-                        **sampler_overrides) -> dict:
+                        attack_after: tuple[str, ...] = (), **sampler_overrides) -> dict:
     """Attack the references with every objective at every radius (stage
     ``attacks/<attack_stage or stage>``, so experiments that vary only the defence share one),
     defend every attacked input with the run's sampler or ``sampler_overrides`` (stage
     ``chains/<stage>``), and score each group (stage ``metrics/<stage>.json``);
-    ``pgd_options`` as in :func:`~benchmarks.stages.attacks.run_attacks`.
+    ``pgd_options`` and ``attack_after`` (the attack stage's ``after``) as in
+    :func:`~benchmarks.stages.attacks.run_attacks`.
 
     Returns group ``<objective>@<radius>`` → {"ms_ssim" / "ms_ssim_standard": summary without
     and with the defence, "inputs": MS-SSIM[x_r, x_a] of the inputs themselves (paper variant),
     "attack_objective": what the attack reached, "diagnostics": the chains' ArviZ summary}, and
     "defence": seconds and gradient evaluations per point, the sampler's configuration.
     """
-    model, x_ref = attacked.model, attacked.x_ref
     attack_file = f"attacks/{attack_stage or stage}.pt"
     attacks = attack_stages.run_attacks(context, model, x_ref, objectives,
                                         stage=attack_stage or stage, radii=radii,
-                                        pgd_options=pgd_options)
+                                        pgd_options=pgd_options, after=attack_after)
     groups = defence.attack_groups(context, x_ref, attacks, radii, clean=False)
     defended = defence.defend(context, model, groups, after=(attack_file,), stage=stage,
                               **sampler_overrides)

@@ -60,7 +60,7 @@ def run(context: RunContext, knobs: Knobs) -> dict:
     attacked = attacked_model(context)
     objectives = objectives_for(context, attacked.model.vae, attacked.x_ref)
     scored = attack_defend_score(
-        context, attacked, objectives, radii=knobs.radii,
+        context, attacked.model, attacked.x_ref, objectives, radii=knobs.radii,
         stage=f"{attacked.model.tag}_objectives",
         pgd_options={name: {"learning_rate": TARGETED_LEARNING_RATE}
                      for name in ("latent_target", "output_target")})

@@ -27,8 +27,8 @@ class Knobs:
 def run(context: RunContext, knobs: Knobs) -> dict:
     attacked = attacked_model(context)
     objectives = {"skl": EncoderDivergence(encoder_from_guide(attacked.model.vae.guide))}
-    scored = attack_defend_score(context, attacked, objectives, radii=knobs.radii,
-                                 stage=f"{attacked.model.tag}_radius")
+    scored = attack_defend_score(context, attacked.model, attacked.x_ref, objectives,
+                                 radii=knobs.radii, stage=f"{attacked.model.tag}_radius")
     return {"radii": list(knobs.radii), **scored}
 
 

@@ -36,8 +36,8 @@ def run(context: RunContext, knobs: Knobs) -> dict:
     attacked = attacked_model(context)
     tag = attacked.model.tag
     objectives = {"skl": EncoderDivergence(encoder_from_guide(attacked.model.vae.guide))}
-    per_sampler = {name: attack_defend_score(context, attacked, objectives,
-                                             radii=context.profile.radii,
+    per_sampler = {name: attack_defend_score(context, attacked.model, attacked.x_ref,
+                                             objectives, radii=context.profile.radii,
                                              stage=f"{tag}_sampler_{name}",
                                              attack_stage=f"{tag}_skl", sampler=name)
                    for name in knobs.samplers}

@@ -12,10 +12,12 @@ from benchmarks.schema import RESULTS_SCHEMA
 
 OTHERS = [name for name in EXPERIMENTS if name != "tables"]
 FIGURES = {"posterior_ratio": "posterior_ratio.png", "transitions": "robustness_vs_time.png",
-           "radius": "radius.png", "objectives": "objectives.png", "samplers": "samplers.png"}
+           "radius": "radius.png", "objectives": "objectives.png", "samplers": "samplers.png",
+           "adaptive": "adaptive.png"}
 HEADINGS = {"posterior_ratio": "## Posterior ratio", "transitions": "## Robustness versus the number",
             "radius": "## Robustness against the attack radius",
-            "objectives": "## Every attack objective", "samplers": "## Every sampler"}
+            "objectives": "## Every attack objective", "samplers": "## Every sampler",
+            "adaptive": "## Adaptive attacks on the defence"}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,24 @@ def test_rerunning_an_experiment_computes_nothing(experiment_runs, smoke_run, sm
     assert again["experiments"]["radius"]["stages_computed"] == []
     first = experiment_runs["radius"]["experiments"]["radius"]["groups"]
     assert again["experiments"]["radius"]["groups"] == first
+
+
+@pytest.mark.slow
+def test_adaptive_worst_case_is_no_better_than_any_attack(experiment_runs):
+    section = experiment_runs["adaptive"]["experiments"]["adaptive"]
+    assert set(section["attacks"]) >= {"skl", "bpda", "unrolled", "unrolled_eot", "detached"}
+    for radius, worst in section["worst_case"].items():
+        means = {name: section["groups"][f"{name}@{radius}"]["ms_ssim"]["defended"][0]
+                 for name in section["attacks"]}
+        assert worst["strongest_mean"][0] == min(means.values())
+        assert worst["per_reference_minimum"][0] <= min(means.values()) + 1e-9
+
+
+def test_adaptive_attacks_need_the_hmc_defence(capsys):
+    with pytest.raises(SystemExit):
+        runner.parse_arguments(["--dataset", "mnist", "--experiment", "adaptive",
+                                "--sampler", "nuts"])
+    assert "works with --sampler hmc only" in capsys.readouterr().err
 
 
 def test_an_experiment_needs_knobs_for_every_profile():
