@@ -172,7 +172,9 @@ class PosteriorTarget:
             if site is None or site["type"] != "sample" or site["is_observed"]:
                 raise ValueError(f"model has no unobserved sample site named {name!r}")
             value = site["value"]
-            if value.dim() != 2 if single else value.dim() < 2:
+            # one site keeps the flat (N, D) contract; a group may have any event shape
+            well_shaped = value.dim() == 2 if single else value.dim() >= 2
+            if not well_shaped:
                 expected = "(N, D)" if single else "(N, *event_shape)"
                 raise ValueError(f"latent site {name!r} must have value shape {expected}, "
                                  f"got {tuple(value.shape)}")
