@@ -17,6 +17,8 @@ from torch import nn
 
 from pyro_vae import batch_of, minibatches
 
+from .stages import latents
+
 FEATURE_DIM = 64
 
 
@@ -84,10 +86,9 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
 def prior_sample_fd(network: FeatureCNN, vae, subset, *, points: int, device,
                     seed: int = 0) -> float:
     """FD-CNN between ``points`` test images and as many decoded prior samples."""
-    generator = torch.Generator().manual_seed(seed)
     x, _ = batch_of(subset, torch.arange(min(points, len(subset))))
-    z = torch.randn(len(x), vae.config.latent_dim, generator=generator).to(device)
-    samples = torch.cat([vae.decode(chunk) for chunk in z.split(1000)])
+    z = latents.prior_latents(vae, x.to(device), seed)
+    samples = torch.cat([latents.decode(vae, chunk) for chunk in z.split(1000)])
     real = torch.cat([network.features(chunk.to(device)) for chunk in x.split(1000)])
     fake = torch.cat([network.features(chunk) for chunk in samples.split(1000)])
     return frechet_distance(real, fake)

@@ -44,7 +44,7 @@ PAPER_TABLE = {  # PROTOCOL.md §9: (MS-SSIM 0.1, 0.2, accuracy 0, 0.1, 0.2 [, c
 PAPER_QUALITY = {"mnist": "β=1: 88.3 / 578.6, β=2: 89.3, β=5: 100.6, β=10: 126.8",
                  "fashionmnist": "β=1: 232.8 / 814.3", "colormnist": "β=1: 54.87 / 261.3"}
 TABLE_NUMBER = {"mnist": 2, "colormnist": 3, "fashionmnist": 4}
-FAMILY_LABEL = {"vae": "VAE", "beta_vae": "β-VAE", "beta_tcvae": "β-TCVAE"}
+FAMILY_LABEL = {"vae": "VAE", "beta_vae": "β-VAE", "beta_tcvae": "β-TCVAE", "hvae": "HVAE"}
 
 
 def parse_published(text: str) -> tuple[float, float] | None:
@@ -169,6 +169,18 @@ def diagnostics_table(results: dict) -> list[str]:
             lines.append(f"| {tag} | {group} | {summary['max_rhat']:.3f} | "
                          f"{summary['min_ess_bulk']:.1f} | {summary['min_ess_tail']:.1f} | "
                          f"{summary['mean_accept_prob']:.3f} | {summary['num_divergent']} |")
+    per_group = [(tag, entry["defence"]["diagnostics_per_group"])
+                 for tag, entry in results["models"].items()
+                 if entry["defence"].get("diagnostics_per_group")]
+    if per_group:
+        lines += ["", "Per latent group of the hierarchical models (top group first):", "",
+                  "| model | inputs | group | worst R-hat | min bulk ESS | min tail ESS |",
+                  "|---|---|---|---|---|---|"]
+        for tag, groups in per_group:
+            for inputs, sites in groups.items():
+                for site, summary in sites.items():
+                    lines.append(f"| {tag} | {inputs} | {site} | {summary['max_rhat']:.3f} | "
+                                 f"{summary['min_ess_bulk']:.1f} | {summary['min_ess_tail']:.1f} |")
     return lines
 
 

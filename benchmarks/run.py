@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from inference import SAMPLERS
-from pyro_vae import DATASET_NAMES, DatasetNotFoundError
+from pyro_vae import DATASET_NAMES, MODEL_KINDS, DatasetNotFoundError
 from pyro_vae.vae import DECODER_OUTPUTS
 from pyro_vae.zoo import entry_name, zoo_index
 
@@ -49,11 +49,13 @@ def radius_list(text: str) -> tuple[float, ...]:
     return radii
 
 
-MODEL_FORMS = "vae, beta_vae:<β>, beta_tcvae:<β> (β > 0), comma-separated"
+MODEL_FORMS = ("vae, beta_vae:<β>, beta_tcvae:<β>, hvae or hvae:<β> (the hierarchical VAE, "
+               "every group's KL weighted by β; β > 0), comma-separated")
+OPTIONAL_BETA = ("hvae",)  # kinds whose β defaults to 1
 
 
 def model_list(text: str) -> tuple[tuple[str, float], ...]:
-    """'vae,beta_vae:5,beta_tcvae:5' → (('vae', 1.0), ('beta_vae', 5.0), ('beta_tcvae', 5.0)).
+    """'vae,beta_vae:5,hvae' → (('vae', 1.0), ('beta_vae', 5.0), ('hvae', 1.0)).
 
     Every form is checked here, at parse time, so a bad value stops the command before any work
     is done or any run directory is pinned.
@@ -61,13 +63,13 @@ def model_list(text: str) -> tuple[tuple[str, float], ...]:
     models = []
     for part in text.split(","):
         kind, has_beta, beta_text = part.strip().partition(":")
-        if kind not in ("vae", "beta_vae", "beta_tcvae"):
+        if kind not in MODEL_KINDS:
             raise argparse.ArgumentTypeError(f"unknown model {part!r}; valid forms: {MODEL_FORMS}")
         if kind == "vae" and has_beta and beta_text.strip() not in ("1", "1.0"):
             raise argparse.ArgumentTypeError(
                 f"{part!r}: a plain vae has β = 1; for another β use beta_vae:<β>. "
                 f"Valid forms: {MODEL_FORMS}")
-        if kind != "vae" and not has_beta:
+        if kind not in ("vae", *OPTIONAL_BETA) and not has_beta:
             raise argparse.ArgumentTypeError(f"{part!r} needs its β, e.g. {kind}:5. "
                                              f"Valid forms: {MODEL_FORMS}")
         try:
@@ -154,10 +156,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--chains must be at least 2: R-hat needs two chains per point")
     if arguments.step_size is not None and not arguments.step_size > 0:
         parser.error("--step-size must be positive")
-    allowed = EXPERIMENTS[arguments.experiment].samplers
-    if allowed is not None and arguments.sampler not in allowed:
+    experiment = EXPERIMENTS[arguments.experiment]
+    if experiment.samplers is not None and arguments.sampler not in experiment.samplers:
         parser.error(f"--experiment {arguments.experiment} works with --sampler "
-                     f"{' or '.join(allowed)} only, got {arguments.sampler}")
+                     f"{' or '.join(experiment.samplers)} only, got {arguments.sampler}")
+    models = arguments.models or PROFILES[arguments.profile].models
+    kinds = {kind for kind, _ in models}
+    if arguments.decoder_output != "sigmoid" and kinds - {"vae", "beta_vae", "beta_tcvae"}:
+        parser.error(f"--decoder-output {arguments.decoder_output} is a ConvVAE option; "
+                     f"{', '.join(sorted(kinds - {'vae', 'beta_vae', 'beta_tcvae'}))} has a "
+                     "sigmoid output only")
+    if experiment.model_kinds is not None and models[0][0] not in experiment.model_kinds:
+        parser.error(f"--experiment {arguments.experiment} works on the first model of --models "
+                     f"being one of {', '.join(experiment.model_kinds)}, got {models[0][0]}")
     return arguments
 
 

@@ -34,7 +34,7 @@ _MODEL = {
     "required": ["kind", "beta", "decoder_output", "training", "provenance", "quality",
                  "classifier_test_accuracy", "robustness", "defence"],
     "properties": {
-        "kind": {"enum": ["vae", "beta_vae", "beta_tcvae"]},
+        "kind": {"enum": ["vae", "beta_vae", "beta_tcvae", "hvae"]},
         "beta": {"type": "number", "exclusiveMinimum": 0},
         "decoder_output": {"enum": ["sigmoid", "identity"]},
         "provenance": {"anyOf": [{"type": "null"}, {

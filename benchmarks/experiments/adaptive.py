@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 
 from attacks import (DefendedLatentDistance, EncoderDivergence, PosteriorShift,
-                     ScoreFunctionDistance, encoder_from_guide, mean_and_standard_error)
+                     ScoreFunctionDistance, mean_and_standard_error)
 from inference import UnrolledHMC
 
 from .. import figures
 from ..context import RunContext
 from ..stages import attacks as attack_stages
-from ..stages import models
+from ..stages import latents, models
 from .base import Experiment
 from .common import attack_defend_score
 
@@ -60,7 +60,7 @@ class Knobs:
 
 def chain_objectives(vae, chain: UnrolledHMC, x_ref: torch.Tensor, knobs: Knobs) -> dict:
     """The defence-aware objectives of ``knobs.attacks`` on the differentiable chain."""
-    encode = encoder_from_guide(vae.guide)
+    encode = latents.guide_encoder(vae)
     builders = {
         "detached": lambda: DefendedLatentDistance(encode, chain, gradient="detached"),
         "bpda": lambda: DefendedLatentDistance(encode, chain, gradient="bpda"),
@@ -83,7 +83,7 @@ def run(context: RunContext, knobs: Knobs) -> dict:
     _, x_ref, _ = attack_stages.references(context, knobs.references)
     tag, sign = model.tag, {"step": "sign", "learning_rate": 2.5 / knobs.attack_steps,
                             "num_steps": knobs.attack_steps}
-    encode = encoder_from_guide(model.vae.guide)
+    encode = latents.guide_encoder(model.vae)
     baselines = {name: EncoderDivergence(encode) for name in BASELINES if name in knobs.attacks}
     baseline = attack_defend_score(context, model, x_ref, baselines, radii=knobs.radii,
                                    stage=f"{tag}_adaptive_baseline",
@@ -175,6 +175,7 @@ EXPERIMENT = Experiment(
     name="adaptive", summary="defence-aware attacks (BPDA, unrolled chain, EOT, posterior "
                              "shift, score function) and the worst case",
     run=run, render=render, figure=figure, samplers=("hmc",),  # the attacks unroll its chain
+    model_kinds=("vae", "beta_vae", "beta_tcvae"),  # the chain starts from the encoder's one site
     knobs={"smoke": Knobs(references=3, radii=(0.2,), attack_steps=2, unrolled_transitions=2,
                           eot_draws=2),
            "quick": Knobs(references=10, radii=(0.1, 0.3, 1.0), attack_steps=10,

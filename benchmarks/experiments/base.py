@@ -31,8 +31,9 @@ class Experiment:
     ``render(run, section) -> lines``: its part of ``report.md`` (``run`` holds the run's shared
     fields: dataset, sampler, profile, environment, ...); ``figure(run, section, folder)``:
     writes its PNG(s) into the run directory; ``knobs``: the experiment's own settings per
-    profile name (a frozen dataclass or None); ``samplers``: the run samplers it works with
-    (None: any), checked when the command line is parsed.
+    profile name (a frozen dataclass or None); ``samplers``: the run samplers it works with,
+    ``model_kinds``: the kinds of its model (the profile's first) it works with (None: any),
+    both checked when the command line is parsed.
     """
 
     name: str
@@ -42,6 +43,7 @@ class Experiment:
     figure: Callable[[dict, dict, Path], None]
     knobs: Mapping[str, Any]
     samplers: tuple[str, ...] | None = None
+    model_kinds: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         missing = [p for p in PROFILE_NAMES if p not in self.knobs]

@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from attacks import (EncoderDivergence, LatentTarget, MaximumDamage, OutputTarget,
-                     encoder_from_guide, forward_kl, reverse_kl, squared_mean_distance)
+                     forward_kl, reverse_kl, squared_mean_distance)
 
 from .. import figures
 from ..context import RunContext
+from ..stages import latents
 from .base import Experiment
 from .common import attack_defend_score, attacked_model
 
@@ -41,7 +42,7 @@ class Knobs:
 
 def objectives_for(context: RunContext, vae, x_ref: torch.Tensor) -> dict:
     """Every objective of Table 1 for these references (targets: half the list away)."""
-    encode = encoder_from_guide(vae.guide)
+    encode = latents.guide_encoder(vae)
     x_target = x_ref.roll(len(x_ref) // 2, dims=0)
     with torch.no_grad():
         latent_dim = vae.encode(x_ref[:1])[0].shape[-1]
@@ -97,4 +98,5 @@ def figure(run: dict, section: dict, folder: Path) -> None:
 EXPERIMENT = Experiment(
     name="objectives", summary="the defence against every attack objective of Table 1",
     run=run, render=render, figure=figure,
+    model_kinds=("vae", "beta_vae", "beta_tcvae"),  # the decoder attacks decode one encoder code
     knobs={"smoke": Knobs((0.1,)), "quick": Knobs((0.1,)), "paper": Knobs((0.1, 0.2))})

@@ -19,7 +19,7 @@ from inference import ks_two_sample, log_posterior_ratio
 
 from .. import figures
 from ..context import RunContext
-from ..stages import metrics
+from ..stages import latents
 from .base import Experiment
 from .common import attacked_model, tables_defence
 
@@ -37,11 +37,12 @@ def run(context: RunContext, knobs: None) -> dict:
         x_adv = attacked.attacks["skl"]["adversarial"][0].flatten(0, 1)
         x_ref_tiled = x_ref.repeat_interleave(context.profile.restarts, 0)
         generator = context.generator()
-        z_ref = metrics.encoder_latent(vae, x_ref_tiled, generator)
-        z_adv = metrics.encoder_latent(vae, x_adv, generator)
+        z_ref = latents.guide_latents(vae, x_ref_tiled, generator)
+        z_adv = latents.guide_latents(vae, x_adv, generator)
         z_defended = defended["final_z"][f"skl@{radius:g}"][0].to(context.device)
-        without = log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z_adv)
-        with_mcmc = log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z_defended)
+        without, with_mcmc = (log_posterior_ratio(vae.model, (x_ref_tiled,), z_ref, z,
+                                                  latent_site=vae.latent_sites)
+                              for z in (z_adv, z_defended))
         test = ks_two_sample(without.cpu().numpy(), with_mcmc.cpu().numpy())
         return {"radius": radius, "without_defence": without.cpu().tolist(),
                 "with_defence": with_mcmc.cpu().tolist(),

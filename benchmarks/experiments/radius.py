@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from attacks import EncoderDivergence, encoder_from_guide
+from attacks import EncoderDivergence
 
 from .. import figures
 from ..context import RunContext
+from ..stages import latents
 from .base import Experiment
 from .common import attack_defend_score, attacked_model
 
@@ -26,7 +27,7 @@ class Knobs:
 
 def run(context: RunContext, knobs: Knobs) -> dict:
     attacked = attacked_model(context)
-    objectives = {"skl": EncoderDivergence(encoder_from_guide(attacked.model.vae.guide))}
+    objectives = {"skl": EncoderDivergence(latents.guide_encoder(attacked.model.vae))}
     scored = attack_defend_score(context, attacked.model, attacked.x_ref, objectives,
                                  radii=knobs.radii, stage=f"{attacked.model.tag}_radius")
     return {"radii": list(knobs.radii), **scored}

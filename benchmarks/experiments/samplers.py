@@ -13,11 +13,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from attacks import EncoderDivergence, encoder_from_guide
+from attacks import EncoderDivergence
 from inference import SAMPLERS
 
 from .. import figures
 from ..context import RunContext
+from ..stages import latents
 from .base import Experiment
 from .common import attack_defend_score, attacked_model
 
@@ -35,7 +36,7 @@ class Knobs:
 def run(context: RunContext, knobs: Knobs) -> dict:
     attacked = attacked_model(context)
     tag = attacked.model.tag
-    objectives = {"skl": EncoderDivergence(encoder_from_guide(attacked.model.vae.guide))}
+    objectives = {"skl": EncoderDivergence(latents.guide_encoder(attacked.model.vae))}
     per_sampler = {name: attack_defend_score(context, attacked.model, attacked.x_ref,
                                              objectives, radii=context.profile.radii,
                                              stage=f"{tag}_sampler_{name}",

@@ -37,7 +37,8 @@ def run(context: RunContext, knobs: None) -> dict:
                 f"metrics/{tag}{name}.json", compute, code=("attacks", "inference", metrics.THIS),
                 after=downstream, identity=model.identity))
 
-        entry = {"kind": kind, "beta": beta, "decoder_output": model.vae.config.decoder_output,
+        entry = {"kind": kind, "beta": beta,
+                 "decoder_output": getattr(model.vae.config, "decoder_output", "sigmoid"),
                  "training": model.training, "provenance": model.provenance, "quality": quality,
                  "classifier_test_accuracy": attacked.classifier_accuracy,
                  "robustness": metric_stage("", lambda: metrics.robustness(

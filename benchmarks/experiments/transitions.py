@@ -21,7 +21,7 @@ from attacks import mean_and_standard_error
 
 from .. import figures
 from ..context import RunContext
-from ..stages import metrics
+from ..stages import latents, metrics
 from ..stages.defence import sample
 from .base import Experiment
 from .common import attacked_model
@@ -50,11 +50,11 @@ def robustness_over_time(context: RunContext, knobs: Knobs) -> dict:
         generator = context.generator()
         with torch.no_grad():
             encode_start = time.perf_counter()
-            plain = vae.decode(metrics.encoder_latent(vae, x_adv, generator))
+            plain = latents.decode(vae, latents.guide_latents(vae, x_adv, generator))
             encode_seconds = (time.perf_counter() - encode_start) / len(x_adv)
             curve = []
             for steps in knobs.transitions:
-                images = plain if steps == 0 else vae.decode(samples.z[0, steps - 1])
+                images = plain if steps == 0 else latents.decode(vae, samples.z[0, steps - 1])
                 score = metrics.similarity_to_references(vae, x_ref, images, generator=generator)
                 per_point = (None if gradients is None else
                              float(gradients[0, :steps].sum(0).double().mean()) + (steps > 0))

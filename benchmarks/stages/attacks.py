@@ -6,11 +6,12 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from attacks import (ClassifierCrossEntropy, EncoderDivergence, PGDConfig, encoder_from_guide,
-                     pgd_attack, stratified_references)
+from attacks import (ClassifierCrossEntropy, EncoderDivergence, PGDConfig, pgd_attack,
+                     stratified_references)
 from pyro_vae import batch_of
 
 from ..context import RunContext
+from . import latents
 from .models import LoadedModel, labels_of
 
 THIS = __name__
@@ -43,7 +44,7 @@ def references(context: RunContext, total: int | None = None
 def table_objectives(model: LoadedModel, classifiers: dict) -> dict:
     """The tables' attacks: the unsupervised SKL attack through the guide (``skl``) and the
     classifier attack per task (``classifier_<task>``)."""
-    encode = encoder_from_guide(model.vae.guide)
+    encode = latents.guide_encoder(model.vae)
     objectives = {"skl": EncoderDivergence(encode)}
     objectives |= {f"classifier_{task}": ClassifierCrossEntropy(encode, layer)
                    for task, layer in classifiers.items()}

@@ -10,7 +10,8 @@ import numpy as np
 import pyro
 import torch
 
-from inference import sample_posterior, save_netcdf, summarize, to_inference_data
+from inference import (sample_posterior, save_netcdf, summarize, summarize_sites,
+                       to_inference_data)
 
 from ..context import RunContext
 from .models import LoadedModel
@@ -18,6 +19,20 @@ from .models import LoadedModel
 THIS = __name__
 MAX_TREE_DEPTH = 6  # NUTS: at most 63 leapfrog steps per transition, about 3 × the HMC's L = 20
 NETCDF_MAX_DRAWS = 100  # thinning for the saved chains; R-hat / ESS are computed on all draws
+# ArviZ computes R-hat and ESS coordinate by coordinate: for a hierarchical VAE's thousands of
+# latent coordinates per input that takes minutes and the saved chains hundreds of MB, so the
+# diagnostics and the NetCDF keep an evenly spaced subset of at most this many per latent site
+# (every coordinate of the ConvVAE's 64).
+MAX_COORDINATES_PER_SITE = 64
+
+
+def thin_coordinates(idata):
+    """``idata`` with at most :data:`MAX_COORDINATES_PER_SITE` evenly spaced coordinates of
+    every latent dimension (``latent`` or ``<site>_latent``)."""
+    strides = {dim: -(-size // MAX_COORDINATES_PER_SITE)
+               for dim, size in idata.posterior.sizes.items() if dim.endswith("latent")}
+    selection = {dim: slice(None, None, stride) for dim, stride in strides.items() if stride > 1}
+    return idata.isel(**selection) if selection else idata
 
 
 def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, init="sample",
@@ -31,7 +46,8 @@ def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, ini
     arguments = dict(sampler=context.settings.sampler, num_chains=profile.num_chains,
                      num_warmup=num_warmup, num_samples=num_transitions - num_warmup,
                      step_size=step_size, num_leapfrog_steps=profile.num_leapfrog_steps,
-                     jitter=profile.jitter, init=init, max_tree_depth=MAX_TREE_DEPTH, seed=context.settings.seed,
+                     jitter=profile.jitter, init=init, max_tree_depth=MAX_TREE_DEPTH,
+                     seed=context.settings.seed, latent_site=model.vae.latent_sites,
                      progress_bar=context.settings.progress) | overrides
     with pyro.validation_enabled(False), torch.enable_grad():  # inputs are in [0, 1] already
         return sample_posterior(model.vae.model, model.vae.guide, (inputs,), **arguments)
@@ -68,7 +84,7 @@ def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tens
         started = time.perf_counter()
         samples = sample(context, model, inputs, **overrides)
         seconds = time.perf_counter() - started
-        idata = to_inference_data(samples)
+        idata = thin_coordinates(to_inference_data(samples))
         bounds, start = {}, 0
         for name, x in groups.items():
             bounds[name] = slice(start, start + len(x))
@@ -81,6 +97,10 @@ def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tens
                 "mean_z": {name: mean_z[:, span].cpu() for name, span in bounds.items()},
                 "diagnostics": {name: scalar_summary(idata.isel(point=span))
                                 for name, span in bounds.items()},
+                "diagnostics_per_group": {
+                    name: {site: asdict(summary) for site, summary in
+                           summarize_sites(idata.isel(point=span)).items()}
+                    for name, span in bounds.items()} if len(model.vae.latent_sites) > 1 else None,
                 "seconds_per_point": seconds / len(inputs),
                 "gradient_evaluations_per_point": gradient_evaluations_per_point(samples),
                 "num_transitions": samples.config.num_warmup + samples.config.num_samples,

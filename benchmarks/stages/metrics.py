@@ -15,9 +15,10 @@ import torch
 from attacks import (MS_SSIM_VARIANTS, adversarial_accuracy, mean_and_standard_error,
                      ms_ssim)
 from inference import log_posterior_ratio
-from pyro_vae import ConvVAE, log_joint
+from pyro_vae import PyroVAE, log_joint
 
 from ..context import RunContext
+from . import latents
 from .defence import sample
 from .models import LoadedModel
 
@@ -28,16 +29,7 @@ PAPER_VARIANT = "paper"
 PLAIN_STREAM, DEFENDED_STREAM, CEILING_STREAM = 0, 1, 2
 
 
-def encoder_latent(vae: ConvVAE, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """z ~ q(z|x) drawn from ``generator`` (the paper's reconstruction latent), or the encoder
-    mean when ``generator`` is None. Shape: x (B, C, H, W) → (B, D)."""
-    loc, scale = vae.encode(x)
-    if generator is None:
-        return loc
-    return loc + scale * torch.randn(loc.shape, generator=generator, device=loc.device)
-
-
-def similarity_to_references(vae: ConvVAE, x_ref: torch.Tensor, images: torch.Tensor, *,
+def similarity_to_references(vae: PyroVAE, x_ref: torch.Tensor, images: torch.Tensor, *,
                              generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     """MS-SSIM of every image against a reconstruction of its reference, in both variants.
 
@@ -49,7 +41,8 @@ def similarity_to_references(vae: ConvVAE, x_ref: torch.Tensor, images: torch.Te
         x_ref: (N, C, H, W); images: (N·copies, C, H, W) → variant → (N, copies)
     """
     copies = len(images) // len(x_ref)
-    reference = vae.decode(encoder_latent(vae, x_ref.repeat_interleave(copies, 0), generator))
+    reference = latents.decode(vae, latents.guide_latents(
+        vae, x_ref.repeat_interleave(copies, 0), generator))
     return {variant: ms_ssim(reference, images, variant=variant).view(len(x_ref), copies)
             for variant in MS_SSIM_VARIANTS}
 
@@ -71,14 +64,14 @@ def summary(plain: torch.Tensor, defended: torch.Tensor | None = None) -> dict:
     return result
 
 
-def decode_chains(vae: ConvVAE, z: torch.Tensor) -> torch.Tensor:
+def decode_chains(vae: PyroVAE, z: torch.Tensor) -> torch.Tensor:
     """Decode chain latents point-major, chain-minor. Shape: (chains, points, D) →
     (points · chains, C, H, W)."""
-    return vae.decode(z.transpose(0, 1).flatten(0, 1))
+    return latents.decode(vae, z.transpose(0, 1).flatten(0, 1))
 
 
 @torch.no_grad()
-def attack_similarity(context: RunContext, vae: ConvVAE, x_ref: torch.Tensor,
+def attack_similarity(context: RunContext, vae: PyroVAE, x_ref: torch.Tensor,
                       x_adv: torch.Tensor, defended_z: torch.Tensor | None = None, *,
                       mode: str = "sample") -> dict[str, dict]:
     """MS-SSIM[x̃_r, x̃_a] in both variants, without and (given the chains' latents) with the
@@ -97,7 +90,8 @@ def attack_similarity(context: RunContext, vae: ConvVAE, x_ref: torch.Tensor,
 
     plain_stream, defended_stream = stream(PLAIN_STREAM), stream(DEFENDED_STREAM)
     plain = similarity_to_references(
-        vae, x_ref, vae.decode(encoder_latent(vae, x_adv, plain_stream)), generator=plain_stream)
+        vae, x_ref, latents.decode(vae, latents.guide_latents(vae, x_adv, plain_stream)),
+        generator=plain_stream)
     guarded = None if defended_z is None else similarity_to_references(
         vae, x_ref, decode_chains(vae, defended_z.to(x_ref.device)), generator=defended_stream)
     return {variant: summary(plain[variant], None if guarded is None else guarded[variant])
@@ -120,7 +114,7 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
     defended_latents = defended and {"sample": defended["final_z"], "mean": defended["mean_z"]}
 
     def reconstruct(x, generator):
-        return vae.decode(encoder_latent(vae, x, generator))
+        return latents.decode(vae, latents.guide_latents(vae, x, generator))
 
     def squared_error(images, copies):  # reference MSE on the 0–255 scale, (refs, copies)
         difference = 255 * (images - x_ref.repeat_interleave(copies, 0))
@@ -131,8 +125,8 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
         per_variant: dict[str, dict] = {variant: {} for variant in MS_SSIM_VARIANTS}
         for k, radius in enumerate(profile.radii):
             x_adv = attacks["skl"]["adversarial"][k].flatten(0, 1)
-            latents = defended and defended_latents[mode][f"skl@{radius:g}"]
-            for variant, result in attack_similarity(context, vae, x_ref, x_adv, latents,
+            chain_z = defended and defended_latents[mode][f"skl@{radius:g}"]
+            for variant, result in attack_similarity(context, vae, x_ref, x_adv, chain_z,
                                                      mode=mode).items():
                 per_variant[variant][f"{radius:g}"] = result
         metrics[f"ms_ssim{suffix}"] = per_variant[PAPER_VARIANT]
@@ -156,7 +150,8 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
         truth = y_ref[:, column]
         per_radius = {"0": summary(
             adversarial_accuracy(clean_prediction.unsqueeze(1), reference_classes=truth),
-            adversarial_accuracy(layer(final["clean"]).argmax(-1).T, reference_classes=truth)
+            adversarial_accuracy(layer(latents.attacked_part(vae, final["clean"])).argmax(-1).T,
+                                 reference_classes=truth)
             if defended else None)}
         name = f"classifier_{task}"
         for k, radius in enumerate(profile.radii):
@@ -164,7 +159,8 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
             plain = layer(vae.encode(x_adv)[0]).argmax(-1).view(refs, restarts)
             # final latents (chains, refs·R, D) → predictions (refs, R·chains)
             guarded = defended and adversarial_accuracy(
-                layer(final[f"{name}@{radius:g}"]).argmax(-1).T.reshape(refs, restarts * chains),
+                layer(latents.attacked_part(vae, final[f"{name}@{radius:g}"])).argmax(-1).T
+                .reshape(refs, restarts * chains),
                 reference_classes=clean_prediction)
             per_radius[f"{radius:g}"] = summary(
                 adversarial_accuracy(plain, reference_classes=clean_prediction),
@@ -174,7 +170,7 @@ def robustness(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, y_r
 
 
 @torch.no_grad()
-def reference_code_advantage(vae: ConvVAE, x_ref: torch.Tensor, adversarial: torch.Tensor) -> dict:
+def reference_code_advantage(vae: PyroVAE, x_ref: torch.Tensor, adversarial: torch.Tensor) -> dict:
     """Does the model itself still explain x_a best with the reference's code?
 
     Per attack, log p(x_a, μ(x_r)) − log p(x_a, μ(x_a)) (eq. 11 with x_a in place of x_r):
@@ -189,9 +185,11 @@ def reference_code_advantage(vae: ConvVAE, x_ref: torch.Tensor, adversarial: tor
     """
     refs, restarts = adversarial.shape[:2]
     x_adv = adversarial.flatten(0, 1)
-    code_ref = vae.encode(x_ref)[0].repeat_interleave(restarts, 0)
+    code_ref = latents.guide_latents(vae, x_ref, None).repeat_interleave(restarts, 0)
     with pyro.validation_enabled(False):  # attacked inputs are in [0, 1] by construction
-        advantage = log_posterior_ratio(vae.model, (x_adv,), code_ref, vae.encode(x_adv)[0])
+        advantage = log_posterior_ratio(vae.model, (x_adv,), code_ref,
+                                        latents.guide_latents(vae, x_adv, None),
+                                        latent_site=vae.latent_sites)
     advantage = advantage.view(refs, restarts)
     return {"mean": mean_and_standard_error(advantage),
             "fraction_positive": (advantage > 0).float().mean().item(),
@@ -215,7 +213,7 @@ def diagnosis(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, atta
     for k, radius in enumerate(context.profile.radii):
         adversarial = attacks["skl"]["adversarial"][k]
         x_adv = adversarial[:, 0]  # first restart: (N, C, H, W)
-        oracle = sample(context, model, x_adv, init=vae.encode(x_ref)[0],
+        oracle = sample(context, model, x_adv, init=latents.guide_latents(vae, x_ref, None),
                         progress_bar=False).final_z
         guide_start = defended["final_z"][f"skl@{radius:g}"].to(context.device)
         guide_start = guide_start.view(guide_start.shape[0], len(x_ref), -1,
@@ -225,12 +223,13 @@ def diagnosis(context: RunContext, model: LoadedModel, x_ref: torch.Tensor, atta
             for name, final_z in (("guide_start", guide_start), ("oracle_start", oracle)):
                 chains = final_z.shape[0]
                 z = final_z.transpose(0, 1).flatten(0, 1)  # point-major: (N·chains, D)
-                similarity = similarity_to_references(vae, x_ref, vae.decode(z),
+                similarity = similarity_to_references(vae, x_ref, latents.decode(vae, z),
                                                       generator=generator)
                 entry[name] = {
                     "ms_ssim": summary(similarity[PAPER_VARIANT]),
                     "log_joint": summary(log_joint(
-                        vae, x_adv.repeat_interleave(chains, 0), z).view(len(x_ref), chains))}
+                        vae, x_adv.repeat_interleave(chains, 0), latents.split(vae, z)
+                    ).view(len(x_ref), chains))}
         result[f"{radius:g}"] = entry
     return result
 
@@ -244,5 +243,5 @@ def examples(model: LoadedModel, x_ref, attacks, defended, *, radius: float, res
     x_adv = attacks["skl"]["adversarial"][0][pick, 0]
     z = defended["final_z"][f"skl@{radius:g}"][0].to(x_ref.device)[pick * restarts]
     rows = {"x_r": x_ref[pick], "recon_x_r": vae.reconstruct(x_ref[pick]), "x_a": x_adv,
-            "recon_x_a": vae.reconstruct(x_adv), "recon_x_a_defended": vae.decode(z)}
+            "recon_x_a": vae.reconstruct(x_adv), "recon_x_a_defended": latents.decode(vae, z)}
     return {"radius": radius, "rows": {k: v.cpu() for k, v in rows.items()}}

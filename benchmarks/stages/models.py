@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from attacks import classifier_accuracy, train_latent_classifier
-from pyro_vae import (CheckpointError, ConvVAE, PretrainedNotFound, TrainConfig, VAEConfig,
-                      batch_of, evaluate_vae, load_checkpoint, train_vae)
+from pyro_vae import (MODEL_KINDS, CheckpointError, PretrainedNotFound, PyroVAE, TrainConfig,
+                      batch_of, config_for, evaluate_vae, load_checkpoint, train_vae)
 from pyro_vae.checkpoint import checkpoint_payload, model_from_payload
 from pyro_vae.zoo import pretrained, sha256_of
 
@@ -33,7 +33,7 @@ class LoadedModel:
     ``training`` holds the training record; ``provenance`` the zoo entry (None when trained here).
     """
 
-    vae: ConvVAE
+    vae: PyroVAE
     tag: str
     identity: str
     training: dict
@@ -85,12 +85,12 @@ def load_checkpoint_or_zoo(dataset: str, checkpoint, *, decoder_output: str,
 
 
 def _trained_here(context: RunContext, kind: str, beta: float, tag: str) -> LoadedModel:
-    config = VAEConfig(kind=kind, beta=beta, num_channels=context.splits.num_channels,
-                       decoder_output=context.settings.decoder_output)
+    config = config_for(kind, beta=beta, num_channels=context.splits.num_channels,
+                        decoder_output=context.settings.decoder_output)
     name = f"models/{tag}.pt"
 
     def train():
-        vae = ConvVAE(config)
+        vae = MODEL_KINDS[kind](config)
         train_config = TrainConfig(epochs=context.profile.epochs, seed=context.settings.training_seed,
                                    max_train_points=context.profile.max_train_points)
         started = time.perf_counter()
@@ -146,7 +146,7 @@ def quality(context: RunContext, model: LoadedModel, network: FeatureCNN) -> dic
 
 
 @torch.no_grad()
-def encoder_means(vae: ConvVAE, subset, device, limit: int | None = None) -> tuple:
+def encoder_means(vae: PyroVAE, subset, device, limit: int | None = None) -> tuple:
     """μ(x) and labels (N, tasks) of (the first ``limit`` points of) a split."""
     size = len(subset) if limit is None else min(limit, len(subset))
     means, labels = [], []

@@ -112,3 +112,18 @@ def test_missing_data_says_what_to_do(smoke_arguments, tmp_path, monkeypatch):
     monkeypatch.setattr("pyro_vae.data._download", lambda *a: (_ for _ in ()).throw(OSError()))
     with pytest.raises(SystemExit, match="PYRO_VAE_DATA"):
         runner.main(smoke_arguments(tmp_path / "empty", tmp_path / "out"))
+
+
+@pytest.mark.slow
+def test_smoke_runs_the_hierarchical_vae(smoke_arguments, mnist_root, tmp_path):
+    """``--models hvae``: trained in the run (no zoo entry needed), attacked on its top groups,
+    defended over all groups jointly, with per-group chain diagnostics in the report."""
+    out = tmp_path / "hvae"
+    results = runner.main(smoke_arguments(mnist_root, out, "--models", "hvae"))
+    entry = results["experiments"]["tables"]["models"]["hvae_beta1"]
+    assert entry["kind"] == "hvae"
+    skl = entry["robustness"]["ms_ssim"]["0.1"]
+    assert len(skl["per_reference"]["defended"]) == results["profile"]["references"]
+    report = (out / "report.md").read_text()
+    assert "| HVAE (ours) |" in report and "| HVAE + HMC (ours) |" in report
+    assert (out / "chains/hvae_beta1.nc").stat().st_size > 1000
