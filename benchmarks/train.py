@@ -32,9 +32,6 @@ from pyro_vae.zoo import ZOO_EPOCHS, add_to_zoo, entry_name
 from .artifacts import RunDirectory
 from .run import MODEL_FORMS, add_shared_arguments, at_least_one, model_list, resolve_device
 
-HVAE_FORMS = "hvae or hvae:<β> (the hierarchical VAE, KL of every group weighted by β)"
-
-
 def non_negative(text: str) -> int:
     """argparse type: an integer ≥ 0."""
     try:
@@ -46,31 +43,12 @@ def non_negative(text: str) -> int:
     return value
 
 
-def training_model_list(text: str) -> tuple[tuple[str, float], ...]:
-    """:func:`benchmarks.run.model_list` plus the hierarchical VAE: 'vae,hvae,hvae:2'."""
-    models = []
-    for part in text.split(","):
-        kind, has_beta, beta_text = part.strip().partition(":")
-        if kind != "hvae":
-            models += model_list(part)
-            continue
-        try:
-            beta = float(beta_text) if has_beta else 1.0
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r}: β must be a number. Valid forms: "
-                                             f"{MODEL_FORMS}; {HVAE_FORMS}") from None
-        if not beta > 0:
-            raise argparse.ArgumentTypeError(f"{part!r}: β must be positive")
-        models.append(("hvae", beta))
-    return tuple(models)
-
-
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shared_arguments(parser, out_help="training folder root (default runs/train)")
-    parser.add_argument("--models", type=training_model_list, default=(("vae", 1.0),),
-                        help="e.g. vae,beta_vae:5,hvae (default: vae)")
+    parser.add_argument("--models", type=model_list, default=(("vae", 1.0),),
+                        help=f"forms: {MODEL_FORMS} (default: vae)")
     parser.add_argument("--decoder-output", default="sigmoid", choices=DECODER_OUTPUTS,
                         help="sigmoid (ours) or identity (the authors' ColorMNIST decoder)")
     parser.add_argument("--epochs", type=at_least_one, default=None,
