@@ -273,8 +273,11 @@ def main(argv: list[str] | None = None) -> dict:
     for name, entry in entries.items():
         line = describe_source(name, entry, train=arguments.train, epochs=profile.epochs)
         print(f"  model {line}")
-    # With every model from the zoo, the profile's training knobs cut nothing from the protocol.
+    # With every model from the zoo, the profile's training knobs cut nothing from the protocol;
+    # without a hierarchical model, neither does its step size.
     ignore = TRAINING_FIELDS if all(entry is not None for entry in entries.values()) else ()
+    if all(MODEL_KINDS[kind].latent_sites == ("z",) for kind, _ in profile.models):
+        ignore += ("hierarchical_step_size",)
     for cut in profile.cuts(arguments.dataset, ignore=ignore):
         print(f"  profile cut: {cut}")
     model_source = "train" if arguments.train else "zoo"

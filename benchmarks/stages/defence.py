@@ -41,7 +41,8 @@ def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, ini
     adapting; ``init`` as in :func:`inference.sample_posterior`; ``overrides`` replace any of its
     keyword arguments (the time curve runs one never-frozen chain). Returns PosteriorSamples."""
     profile = context.profile
-    num_transitions, step_size = profile.sampler_settings(context.settings.dataset)
+    num_transitions, step_size = profile.sampler_settings(
+        context.settings.dataset, hierarchical=len(model.vae.latent_sites) > 1)
     num_warmup = int(round(profile.warmup_fraction * num_transitions))
     arguments = dict(sampler=context.settings.sampler, num_chains=profile.num_chains,
                      num_warmup=num_warmup, num_samples=num_transitions - num_warmup,

@@ -11,6 +11,13 @@ def test_paper_profile_is_the_protocol():
     assert paper.sampler_settings("colormnist") == PAPER_SAMPLER["colormnist"] == (1000, 0.05)
 
 
+def test_hierarchical_models_get_the_nvae_settings_of_table_8():
+    assert PROFILES["paper"].sampler_settings("mnist", hierarchical=True) == (2000, 1e-4)
+    assert PROFILES["quick"].sampler_settings("mnist", hierarchical=True) == (100, 0.03)
+    override = with_overrides(PROFILES["quick"], step_size=0.2)
+    assert override.sampler_settings("mnist", hierarchical=True) == (100, 0.2)
+
+
 def test_quick_profile_reports_what_it_cuts():
     cuts = PROFILES["quick"].cuts("colormnist")
     assert any(c.startswith("epochs = 4") for c in cuts)
