@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     _, x_ref, y_ref = attack_stages.references(context)
     classifiers, classifier_accuracy = models.classifiers(context, model)
     started = time.perf_counter()
-    attacks = attack_stages.run_attacks(context, model, x_ref, classifiers)
+    attacks = attack_stages.run_attacks(
+        context, model, x_ref, attack_stages.table_objectives(model, classifiers),
+        after=(f"classifiers/{model.tag}.pt",))
     # Time only an attack computed now; a cached one says nothing about its cost.
     attack_seconds = (time.perf_counter() - started
                       if f"attacks/{model.tag}.pt" in run_dir.computed else None)

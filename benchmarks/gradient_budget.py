@@ -27,7 +27,7 @@ from .figures import gradient_budget_curve
 from .profiles import PAPER_SAMPLER, PROFILES, with_overrides
 from .run import add_model_source_arguments, add_shared_arguments, at_least_one, resolve_device
 from .stages import attacks as attack_stages
-from .stages import defence, metrics, models
+from .stages import defence, latents, metrics, models
 
 GAIN_SHARE = 0.95  # "reaches the paper's gain": at least this share of the paper-budget gain
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = models.load_checkpoint_or_zoo(arguments.dataset, arguments.checkpoint,
                                           decoder_output=arguments.decoder_output, device=device)
     _, x_ref, _ = attack_stages.references(context)
-    attacks = attack_stages.run_attacks(context, model, x_ref, classifiers={})
+    attacks = attack_stages.run_attacks(context, model, x_ref,
+                                        attack_stages.table_objectives(model, {}))
     x_adv = attacks["skl"]["adversarial"][0][:, 0]  # (N, C, H, W): first restart
     step_size = PAPER_SAMPLER[arguments.dataset][1]
     generator = context.generator
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
               if not arguments.only or b.label in arguments.only.split(",")]
 
     def undefended():
-        images = model.vae.decode(metrics.encoder_latent(model.vae, x_adv, generator()))
+        images = latents.decode(model.vae, latents.guide_latents(model.vae, x_adv, generator()))
         score = metrics.similarity_to_references(model.vae, x_ref, images, generator=generator())
         return {"label": "no defence", "sampler": None, "gradient_evaluations_per_point": 0.0,
                 "seconds_per_point": 0.0, **_scores(score)}
@@ -126,9 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
                                  jitter=budget.jitter, progress_bar=False)
         seconds = time.perf_counter() - started
         with torch.no_grad():
-            z = samples.final_z.transpose(0, 1).flatten(0, 1)  # point-major (N·chains, D)
-            score = metrics.similarity_to_references(model.vae, x_ref, model.vae.decode(z),
-                                                     generator=generator())
+            score = metrics.similarity_to_references(
+                model.vae, x_ref, metrics.decode_chains(model.vae, samples.final_z),
+                generator=generator())
         return {"label": budget.label, "sampler": budget.sampler,
                 "num_transitions": budget.num_warmup + budget.num_samples,
                 "num_leapfrog_steps": budget.num_leapfrog_steps, "jitter": samples.config.jitter,

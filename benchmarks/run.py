@@ -28,7 +28,6 @@ from pyro_vae import DATASET_NAMES, MODEL_KINDS, DatasetNotFoundError
 from pyro_vae.vae import DECODER_OUTPUTS
 from pyro_vae.zoo import entry_name, zoo_index
 
-from . import figures
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .experiments import EXPERIMENTS
