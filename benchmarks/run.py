@@ -31,6 +31,7 @@ from pyro_vae.zoo import entry_name, zoo_index
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .experiments import EXPERIMENTS
+from .stages.models import model_tag
 from .profiles import PROFILES, TRAINING_FIELDS, Profile, with_overrides
 from .report import render
 
@@ -248,9 +249,12 @@ def describe_source(name: str, entry: dict | None, *, train: bool, epochs: int) 
 
 
 def default_run_directory(arguments: argparse.Namespace, profile: Profile) -> Path:
-    """``runs/<dataset>-<profile>-<sampler>[-identity][-train]``: the choices that change every
-    model get their own folder, since a run directory refuses a second configuration."""
+    """``runs/<dataset>-<profile>-<sampler>[-<models>][-identity][-train]``: the choices that
+    change the models get their own folder, since a run directory refuses a second
+    configuration (``<models>``: the ``--models`` tags, when they differ from the profile's)."""
     name = f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
+    if arguments.models is not None and arguments.models != PROFILES[profile.name].models:
+        name += "-" + "-".join(model_tag(kind, beta) for kind, beta in arguments.models)
     if arguments.decoder_output != "sigmoid":
         name += f"-{arguments.decoder_output}"
     if arguments.train:

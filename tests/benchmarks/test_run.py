@@ -100,6 +100,8 @@ def test_default_run_directories_keep_decoder_outputs_and_training_apart():
     assert folder() == "runs/colormnist-quick-hmc"
     assert folder("--decoder-output", "identity") == "runs/colormnist-quick-hmc-identity"
     assert folder("--train", "--sampler", "nuts") == "runs/colormnist-quick-nuts-train"
+    assert folder("--models", "hvae") == "runs/colormnist-quick-hmc-hvae_beta1"
+    assert folder("--models", "vae") == "runs/colormnist-quick-hmc"  # the profile's own
 
 
 def test_missing_cuda_is_a_clear_error(monkeypatch):
