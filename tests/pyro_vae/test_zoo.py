@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyro_vae import CheckpointError, ConvVAE, VAEConfig, save_checkpoint
+from pyro_vae import CheckpointError, ConvVAE, HierarchicalVAE, VAEConfig, save_checkpoint
 from pyro_vae.zoo import (ZOO_DIR, PretrainedNotFound, add_to_zoo, entry_name, pretrained,
                           training_command, zoo_index)
 
@@ -64,15 +64,17 @@ def test_the_shipped_zoo_is_consistent_and_small():
     """Every entry in the repository's zoo has its file, matching sha256 and full provenance,
     and the zoo stays under 25 MB."""
     index = zoo_index()
-    assert {"mnist-vae_beta1", "colormnist-vae_beta1", "colormnist-vae_beta1-identity"} <= set(index)
+    assert {"mnist-vae_beta1", "colormnist-vae_beta1", "colormnist-vae_beta1-identity",
+            "fashionmnist-vae_beta1", "mnist-hvae_beta1"} <= set(index)
     total = 0
     for name, entry in index.items():
         for key in ("command", "commit", "epochs", "seed", "train_seconds", "test_nll",
                     "nll_importance_samples", "nll_points", "sha256"):
             assert key in entry, (name, key)
         dataset = name.split("-")[0]
-        vae = pretrained(dataset, entry["model_config"]["kind"], entry["model_config"]["beta"],
-                         decoder_output=entry["model_config"]["decoder_output"])
-        assert isinstance(vae, ConvVAE)
+        config = entry["model_config"]
+        vae = pretrained(dataset, config["kind"], config["beta"],
+                         decoder_output=config.get("decoder_output", "sigmoid"))
+        assert isinstance(vae, HierarchicalVAE if config["kind"] == "hvae" else ConvVAE)
         total += (ZOO_DIR / entry["file"]).stat().st_size
     assert total < 25e6
