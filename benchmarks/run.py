@@ -83,15 +83,21 @@ def model_list(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(models)
 
 
-def at_least_one(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def integer_at_least(minimum: int):
+    """An argparse type: an integer ≥ ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+at_least_one = integer_at_least(1)
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:

@@ -30,17 +30,8 @@ from pyro_vae.vae import DECODER_OUTPUTS
 from pyro_vae.zoo import ZOO_EPOCHS, add_to_zoo, entry_name
 
 from .artifacts import RunDirectory
-from .run import MODEL_FORMS, add_shared_arguments, at_least_one, model_list, resolve_device
-
-def non_negative(text: str) -> int:
-    """argparse type: an integer ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+from .run import (MODEL_FORMS, add_shared_arguments, at_least_one, integer_at_least, model_list,
+                  resolve_device)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +44,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="sigmoid (ours) or identity (the authors' ColorMNIST decoder)")
     parser.add_argument("--epochs", type=at_least_one, default=None,
                         help="default: the zoo's recipe for the dataset " + str(ZOO_EPOCHS))
-    parser.add_argument("--kl-warmup-epochs", type=non_negative, default=0,
+    parser.add_argument("--kl-warmup-epochs", type=integer_at_least(0), default=0,
                         help="linear KL warm-up over this many epochs (default 0: none)")
     parser.add_argument("--all-colours", action="store_true",
                         help="ColorMNIST: every image in all 7 colours (paper) instead of one")
