@@ -3,7 +3,10 @@ with the paper's k, and (with ``--zoo``) add it to the pretrained zoo with its p
 
 Each model trains in ``runs/train/<entry>-e<epochs>-seed<seed>/``: ``state.pt`` is rewritten after
 every epoch (model, optimiser, scheduler, random streams, history), so an interrupted run continues
-where it stopped when the same command is run again; ``model.pt`` is the finished checkpoint and
+where it stopped when the same command is run again, and a longer run of the same recipe starts
+from the longest shorter run's final state (the schedule does not depend on the epoch count, so
+``--epochs 100`` after ``--epochs 80`` is the 100-epoch run, 20 epochs later; the record names the
+run it continued); ``model.pt`` is the finished checkpoint and
 ``quality_k<k>_n<points>.json`` the cached evaluation. The default epochs are the zoo's recipe
 (``pyro_vae.zoo.ZOO_EPOCHS``); the schedule is the paper's (Adam 5e-4, batch 128, halved after
 10 epochs without validation improvement). ``--models hvae`` trains the hierarchical VAE
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,11 +81,34 @@ def _commit() -> str:
         return "unknown"
 
 
+def longest_shorter_run(folder: Path) -> Path | None:
+    """The training folder beside ``folder`` of the same recipe (name, KL warm-up, seed) with the
+    most epochs below ``folder``'s that has a training state, or None."""
+    match = re.fullmatch(r"(?P<name>.+)-e(?P<epochs>\d+)(?P<rest>(-w\d+)?-seed\d+)", folder.name)
+    if match is None or not folder.parent.is_dir():
+        return None
+    epochs = int(match["epochs"])
+    shorter = {}
+    for other in folder.parent.iterdir():
+        found = re.fullmatch(re.escape(match["name"]) + r"-e(\d+)" + re.escape(match["rest"]),
+                             other.name)
+        if found and int(found[1]) < epochs and (other / "state.pt").exists():
+            shorter[int(found[1])] = other
+    return shorter[max(shorter)] if shorter else None
+
+
 def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE, dict]:
-    """Train (or resume, or reuse) one model in ``folder``; returns it and its training record."""
+    """Train (or resume, or reuse, or continue a shorter run of the same recipe) one model in
+    ``folder``; returns it and its training record."""
     checkpoint = folder / "model.pt"
     if checkpoint.exists():
         return load_checkpoint(checkpoint, map_location=device, with_metadata=True)
+    continued_from = None
+    if not (folder / "state.pt").exists() and (shorter := longest_shorter_run(folder)):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shorter / "state.pt", folder / "state.pt")
+        continued_from = shorter.name
+        print(f"  continuing the finished run {shorter} (same recipe, fewer epochs)")
     vae = MODEL_KINDS[config.kind](config)
     training_commit = _commit()  # the code as this process imported it
     train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed,
@@ -89,6 +117,8 @@ def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE,
                         progress=not arguments.no_progress, state_path=folder / "state.pt")
     metadata = {"train_config": asdict(train_config), "training_commit": training_commit,
                 "train_seconds": sum(history.seconds), **history.record()}
+    if continued_from:
+        metadata["continued_from"] = continued_from
     save_checkpoint(vae, checkpoint, metadata=metadata)
     return vae.eval(), metadata
 
@@ -129,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
             "epochs": training["epochs"], "seed": arguments.seed,
             "schedule": "Adam 5e-4, batch 128, halved after 10 epochs without validation gain",
             "kl_warmup_epochs": arguments.kl_warmup_epochs,
+            "continued_from": training.get("continued_from"),
             "train_seconds": training["train_seconds"],
             "seconds_per_epoch_median": statistics.median(training["epoch_seconds"]),
             "final_validation_loss": training["validation_loss"][-1],

@@ -1,0 +1,48 @@
+"""benchmarks.train: a longer run of the same recipe continues the longest shorter one."""
+
+from types import SimpleNamespace
+
+import torch
+
+from benchmarks import train
+from pyro_vae.interface import config_for
+
+
+def _state(folder, epochs):
+    folder.mkdir(parents=True)
+    (folder / "state.pt").write_bytes(f"state after {epochs} epochs".encode())
+
+
+def test_the_longest_shorter_run_of_the_same_recipe_is_found(tmp_path):
+    _state(tmp_path / "mnist-vae_beta1-e30-seed0", 30)
+    _state(tmp_path / "mnist-vae_beta1-e80-seed0", 80)
+    _state(tmp_path / "mnist-vae_beta1-e120-seed0", 120)  # longer: not a start
+    _state(tmp_path / "mnist-vae_beta1-e50-seed1", 50)  # another seed
+    _state(tmp_path / "mnist-vae_beta1-e60-w1-seed0", 60)  # another KL warm-up
+    _state(tmp_path / "mnist-vae_beta5-e70-seed0", 70)  # another model
+    (tmp_path / "mnist-vae_beta1-e90-seed0").mkdir()  # no state: nothing to continue
+    found = train.longest_shorter_run(tmp_path / "mnist-vae_beta1-e100-seed0")
+    assert found == tmp_path / "mnist-vae_beta1-e80-seed0"
+    assert train.longest_shorter_run(tmp_path / "mnist-vae_beta1-e30-seed0") is None
+    assert train.longest_shorter_run(tmp_path / "mnist-vae_beta1-e61-w1-seed0") == \
+        tmp_path / "mnist-vae_beta1-e60-w1-seed0"
+
+
+def test_train_one_starts_from_the_shorter_runs_state_and_records_it(tmp_path, monkeypatch):
+    _state(tmp_path / "mnist-vae_beta1-e2-seed0", 2)
+    folder = tmp_path / "mnist-vae_beta1-e3-seed0"
+    seen = {}
+
+    def fake_train_vae(vae, splits, config, *, state_path, **kwargs):
+        seen["state"] = state_path.read_bytes()
+        return SimpleNamespace(seconds=[1.0, 1.0, 1.0],
+                               record=lambda: {"epochs": 3, "epoch_seconds": [1.0] * 3})
+
+    monkeypatch.setattr(train, "train_vae", fake_train_vae)
+    monkeypatch.setattr(train, "save_checkpoint", lambda vae, path, metadata: None)
+    arguments = SimpleNamespace(epochs=3, seed=0, kl_warmup_epochs=0, no_progress=True)
+    _, metadata = train.train_one(None, config_for("vae", beta=1.0, num_channels=1), arguments,
+                                  torch.device("cpu"), folder)
+    assert seen["state"] == b"state after 2 epochs"  # the shorter run's state, copied
+    assert (tmp_path / "mnist-vae_beta1-e2-seed0" / "state.pt").exists()  # and left in place
+    assert metadata["continued_from"] == "mnist-vae_beta1-e2-seed0"
