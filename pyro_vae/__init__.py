@@ -1,8 +1,9 @@
 """VAEs as Pyro model/guide pairs: datasets, models, SVI training, checkpoints, evaluation."""
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import (COLOURS, DATA_ROOT_ENV, DATASET_NAMES, ColorMNIST, DatasetNotFoundError,
-                   FashionMNIST, MNIST, batch_of, load_dataset, resolve_data_root)
+from .data import (COLOURS, DATA_ROOT_ENV, DATASET_NAMES, EXTRA_DATASET_NAMES, CelebA, ColorMNIST,
+                   DatasetNotFoundError, FashionMNIST, MNIST, batch_of, load_dataset,
+                   resolve_data_root)
 from .evaluate import Evaluation, evaluate_vae, log_joint
 from .hvae import HierarchicalVAE, HVAEConfig
 from .interface import MODEL_CLASSES, MODEL_KINDS, PyroVAE, config_for
@@ -12,8 +13,9 @@ from .vae import DATA_PLATE, LATENT_SITE, OBSERVED_SITE, ConvVAE, VAEConfig, che
 from .zoo import PretrainedNotFound, pretrained, zoo_index
 
 __all__ = [
-    "COLOURS", "DATA_PLATE", "DATA_ROOT_ENV", "DATASET_NAMES", "LATENT_SITE", "OBSERVED_SITE",
-    "CheckpointError", "ColorMNIST", "ConvVAE", "DatasetNotFoundError", "Evaluation",
+    "COLOURS", "DATA_PLATE", "DATA_ROOT_ENV", "DATASET_NAMES", "EXTRA_DATASET_NAMES", "LATENT_SITE",
+    "OBSERVED_SITE", "CelebA", "CheckpointError", "ColorMNIST", "ConvVAE", "DatasetNotFoundError",
+    "Evaluation",
     "FashionMNIST", "HVAEConfig", "HierarchicalVAE", "MNIST", "MODEL_CLASSES", "MODEL_KINDS",
     "PyroVAE", "PretrainedNotFound", "TotalCorrelationELBO", "TrainConfig", "TrainHistory", "VAEConfig",
     "batch_of", "check_images", "config_for", "evaluate_vae", "load_checkpoint", "load_dataset", "log_joint",

@@ -1,16 +1,23 @@
-"""Datasets: MNIST and Fashion-MNIST through torchvision, and ColorMNIST built from MNIST.
+"""Datasets: MNIST and Fashion-MNIST through torchvision, ColorMNIST built from MNIST, and CelebA
+at 64×64 through torchvision (the paper's NVAE experiments, Kuzina et al. 2022, §4.3).
 
 Data root, first that is set: the ``root`` argument, the ``PYRO_VAE_DATA`` environment variable,
 ``~/.cache/pyro_vae/data``. Each dataset lives in its own folder under the root
 (``<root>/mnist``, ``<root>/fashion-mnist``) holding the four standard IDX files, gzipped or not,
 which is the layout of the project's shared data directory. Missing files are downloaded from
 torchvision's mirrors where a network exists; otherwise ``DatasetNotFoundError`` says which folder,
-which files and which variable to set.
+which files and which variable to set. CelebA is never downloaded (1.4 GB from Google Drive):
+it must already be in ``<root>/celeba`` in torchvision's layout (see :class:`CelebA`).
 
 Every dataset here is a torchvision ``VisionDataset`` whose items are ``(image, target)`` with
-images as float tensors (C, 28, 28) in [0, 1] (the ``ToTensor`` scaling, not binarised), and it
-also offers a vectorised ``batch(indices)`` for training loops that should not pay a Python call
-per image.
+images as float tensors (C, 28, 28) — (3, 64, 64) for CelebA — in [0, 1] (the ``ToTensor``
+scaling, not binarised), and it also offers a vectorised ``batch(indices)`` for training loops
+that should not pay a Python call per image.
+
+``DATASET_NAMES`` are the datasets the benchmark pipeline runs on (28×28, class labels);
+``load_dataset`` also takes the names in ``EXTRA_DATASET_NAMES`` (CelebA: 64×64 images with 40
+binary attributes, which the 28×28 models, the stratified references and the feature network of
+the benchmarks cannot take).
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 from torchvision import datasets as tv_datasets
-from torchvision.datasets.utils import download_url
+from torchvision import transforms
+from torchvision.datasets.utils import check_integrity, download_url
 
 DATA_ROOT_ENV = "PYRO_VAE_DATA"
 DEFAULT_DATA_ROOT = Path.home() / ".cache" / "pyro_vae" / "data"
 DATASET_NAMES = ("mnist", "fashionmnist", "colormnist")
+EXTRA_DATASET_NAMES = ("celeba",)  # load_dataset only; not the benchmark pipeline's (docstring)
 
 # PROTOCOL.md §2: colour ids 0..6 are the corners of the RGB cube except black.
 COLOURS = torch.tensor(
@@ -47,8 +56,18 @@ _IDX_FILES = {
 }
 
 
+# CelebA: the files torchvision's integrity check reads (its file_list without the image archive,
+# which may be deleted once extracted) and the folder of the extracted aligned JPEGs.
+CELEBA_FILES = tuple(name for _, _, name in tv_datasets.CelebA.file_list
+                     if Path(name).suffix not in (".zip", ".7z"))
+CELEBA_IMAGE_FOLDER = "img_align_celeba"
+CELEBA_IMAGE_SIZE = 64
+CELEBA_CROP = 148  # the usual 64×64 recipe: a centred 148×148 face of the 178×218 image
+CELEBA_SPLITS = {"train": "train", "validation": "valid", "test": "test"}  # ours → torchvision's
+
+
 class DatasetNotFoundError(FileNotFoundError):
-    """The IDX files are not on disk and could not be downloaded."""
+    """The dataset's files are not on disk (and could not, or may not, be downloaded)."""
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -204,22 +223,106 @@ class ColorMNIST(tv_datasets.VisionDataset):
         return len(self.image_index)
 
 
+def _rgb(image):
+    """A PIL image in RGB (a module-level function, not a lambda: DataLoader workers pickle it)."""
+    return image.convert("RGB")
+
+
+class CelebA(tv_datasets.CelebA):
+    """torchvision's CelebA (aligned faces, 40 binary attributes) at 64×64, read from
+    ``<root>/celeba``; never downloaded.
+
+    The folder must hold torchvision's layout: the aligned JPEGs in ``img_align_celeba/`` and the
+    text files ``CELEBA_FILES`` (derived from torchvision's ``file_list``), which torchvision
+    checks against their md5 sums. ``split`` is torchvision's: "train", "valid", "test" (the
+    official partition of ``list_eval_partition.txt``) or "all".
+
+    Preprocessing, the usual 64×64 CelebA recipe: centre crop 148×148 of the 178×218 aligned
+    image, resize to 64×64 (bilinear, antialiased), ``ToTensor`` (values in [0, 1]).
+    Images are decoded from JPEG on every access, ``batch`` included: nothing is cached (the
+    202,599 images would take 2.5 GB as uint8).
+
+    Shape:
+        item: image (3, 64, 64) float in [0, 1], attributes (40,) long in {0, 1};
+        ``batch``: (B, 3, 64, 64), (B, 40)
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, split: str = "train") -> None:
+        data_root = resolve_data_root(root)
+        folder = data_root / self.base_folder
+        _check_celeba_files(folder)
+        preprocess = transforms.Compose([
+            _rgb, transforms.CenterCrop(CELEBA_CROP), transforms.Resize(CELEBA_IMAGE_SIZE),
+            transforms.ToTensor()])
+        try:
+            super().__init__(str(data_root), split=split, target_type="attr",
+                             transform=preprocess, download=False)
+        except RuntimeError as error:  # torchvision's "not found or corrupted": the files are
+            # all there (checked above), so name those that fail its md5 sums
+            corrupt = [name for _, md5, name in self.file_list
+                       if name in CELEBA_FILES and not check_integrity(folder / name, md5)]
+            if not corrupt:
+                raise
+            raise DatasetNotFoundError(
+                f"CelebA files in {folder} fail torchvision's md5 check: {', '.join(corrupt)}. "
+                "Replace them with the original files.") from error
+        missing = [name for name in self.filename
+                   if not os.path.isfile(folder / CELEBA_IMAGE_FOLDER / name)]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{len(missing)} of the {len(self.filename)} CelebA images of split {split!r} "
+                f"are missing from {folder / CELEBA_IMAGE_FOLDER}, e.g. {', '.join(missing[:5])}")
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """(N, 40) attributes in {0, 1}, in the order of ``attr_names``."""
+        return self.attr
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, 64, 64) float in [0, 1] and attributes (B, 40), decoding B JPEGs."""
+        indices = torch.as_tensor(indices).reshape(-1)
+        if len(indices) == 0:
+            return torch.empty(0, 3, CELEBA_IMAGE_SIZE, CELEBA_IMAGE_SIZE), self.attr[indices]
+        return torch.stack([self[int(i)][0] for i in indices]), self.attr[indices]
+
+
+def _check_celeba_files(folder: Path) -> None:
+    """Raise ``DatasetNotFoundError`` naming every missing CelebA file (we never download it)."""
+    missing = [name for name in CELEBA_FILES if not (folder / name).is_file()]
+    if not (folder / CELEBA_IMAGE_FOLDER).is_dir():
+        missing.append(f"{CELEBA_IMAGE_FOLDER}/ (the extracted aligned JPEGs)")
+    if missing:
+        raise DatasetNotFoundError(
+            f"CelebA not found in {folder}: missing {', '.join(missing)}. CelebA is not "
+            f"downloaded automatically (Google Drive, 1.4 GB); get it from "
+            f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and put these in that folder, or "
+            f"point the data root at a directory that has a 'celeba/' folder with them, either "
+            f"with the 'root' argument (--data-root on the command line) or the environment "
+            f"variable {DATA_ROOT_ENV}.")
+
+
 @dataclass(frozen=True)
 class DataSplits:
-    """Train / validation / test views of one dataset (PROTOCOL.md §2: 55k / 5k / 10k)."""
+    """Train / validation / test views of one dataset (PROTOCOL.md §2: 55k / 5k / 10k; CelebA:
+    its official 162,770 / 19,867 / 19,962)."""
 
     name: str
     train: Subset
     validation: Subset
     test: Subset
     num_channels: int
+    image_size: int = 28
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """Names of the target columns: one label, (digit, colour), or CelebA's 40 attributes."""
+        if self.name == "celeba":
+            # drop the empty name a trailing space in the attribute file's header can leave
+            return tuple(name for name in self.test.dataset.attr_names if name)
         return ("digit", "colour") if self.name == "colormnist" else ("class",)
 
 
-def batch_of(subset: Subset | _IdxDataset | ColorMNIST, indices: torch.Tensor
+def batch_of(subset: Subset | _IdxDataset | ColorMNIST | CelebA, indices: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectorised fetch from one of our datasets or a ``Subset`` of one."""
     if isinstance(subset, Subset):
@@ -229,13 +332,21 @@ def batch_of(subset: Subset | _IdxDataset | ColorMNIST, indices: torch.Tensor
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, *, num_validation: int = 5000,
                  all_colours: bool = True, seed: int = 0, download: bool = True) -> DataSplits:
-    """Load ``name`` ∈ {mnist, fashionmnist, colormnist} with a seeded train/validation split.
+    """Load ``name`` ∈ {mnist, fashionmnist, colormnist} with a seeded train/validation split, or
+    ``"celeba"`` with its official partition.
 
     For ColorMNIST the split is by underlying MNIST image, so the same digit drawing never sits in
-    both train and validation in different colours.
+    both train and validation in different colours. CelebA ignores ``num_validation``, ``seed``,
+    ``all_colours`` and ``download`` (it is never downloaded; see :class:`CelebA`).
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    names = DATASET_NAMES + EXTRA_DATASET_NAMES
+    if name not in names:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(names)}")
+    if name == "celeba":
+        views = {ours: CelebA(root, split=theirs) for ours, theirs in CELEBA_SPLITS.items()}
+        return DataSplits(name=name, num_channels=3, image_size=CELEBA_IMAGE_SIZE,
+                          **{ours: Subset(view, torch.arange(len(view)))
+                             for ours, view in views.items()})
     if name == "colormnist":
         train = ColorMNIST(root, train=True, all_colours=all_colours, seed=seed, download=download)
         test = ColorMNIST(root, train=False, all_colours=all_colours, seed=seed + 1,

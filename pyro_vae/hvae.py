@@ -1,11 +1,17 @@
-"""A top-down hierarchical VAE for 28×28 images as a Pyro model/guide pair (PROTOCOL.md §3).
+"""A top-down hierarchical VAE for 28×28 or 64×64 images as a Pyro model/guide pair
+(PROTOCOL.md §3).
 
 The paper's hierarchical model is NVIDIA's NVAE, whose weights cannot be fetched here; this is a
-small model of the same family (ladder VAE / NVAE structure), sized to train on a CPU.
+small model of the same family (ladder VAE / NVAE structure), sized to train on a CPU. The paper
+ran NVAE on MNIST and on CelebA 64×64 (Section 4.3), hence the two image sizes.
 
-Latent groups, top first (C = 8 latent channels each by default):
+Latent groups, top first (C = 8 latent channels each by default), with R the image size:
 
-    z3: (C, 4, 4)    z2: (C, 7, 7)    z1: (C, 14, 14)
+    R = 28:   z3: (C, 4, 4)    z2: (C, 7, 7)      z1: (C, 14, 14)
+    R = 64:   z3: (C, 8, 8)    z2: (C, 16, 16)    z1: (C, 32, 32)
+
+The 28×28 model is the original one, layer for layer (its checkpoints load unchanged); 64×64
+uses the same layers with every upsampling an exact doubling.
 
 Generative model:
     p(z3) = N(0, I),  p(z2 | z3),  p(z1 | z2, z3),  x | z ~ Bernoulli(mean(z))
@@ -17,9 +23,10 @@ group's resolution, reads that group's prior there, and folds the group's value 
 
 Inference model (top-down inference, as in ladder VAEs and NVAE):
     q(z3 | x) q(z2 | z3, x) q(z1 | z2, z3, x)
-A bottom-up network computes features of x at 4×4, 7×7 and 14×14 once; the guide then runs the
-SAME top-down module as the model, on its own samples of the groups above, and each posterior is
-read off the concatenation of the top-down state and the bottom-up features at that resolution.
+A bottom-up network computes features of x at the three group resolutions once; the guide then
+runs the SAME top-down module as the model, on its own samples of the groups above, and each
+posterior is read off the concatenation of the top-down state and the bottom-up features at that
+resolution.
 The posterior is parameterised relative to the conditional prior (NVAE's residual form):
 loc = prior loc + Δ, scale = prior scale · s, so an uninformative Δ = 0, s = 1 costs no KL.
 
@@ -56,11 +63,14 @@ MIDDLE_SITE = "z2"
 BOTTOM_SITE = "z1"
 LATENT_SITES = (TOP_SITE, MIDDLE_SITE, BOTTOM_SITE)  # top group first, the order of sampling
 # k_A, the groups the encoder attacks read (PROTOCOL.md §6; the paper attacked the top 10 of
-# NVAE's groups, not all): z3 and z2 (4×4 and 7×7) carry the image's layout; z1 at 14×14 is
-# close to pixel detail, and with 1568 of the 2088 latent dimensions its SKL would dominate
-# the sum and turn the attack into one on local texture.
+# NVAE's groups, not all): z3 and z2 (4×4 and 7×7 at 28×28) carry the image's layout; z1 at
+# 14×14 is close to pixel detail, and with 1568 of the 2088 latent dimensions its SKL would
+# dominate the sum and turn the attack into one on local texture.
 ATTACKED_GROUPS = 2
-GROUP_RESOLUTIONS = (4, 7, 14)  # spatial size of each group, top first
+# Image size -> spatial size of each group, top first. The bottom-up path halves with stride-2
+# convolutions (rounding up: 7 → 4), the top-down path undoes it, and the output doubles z1's.
+GROUP_RESOLUTIONS = {28: (4, 7, 14), 64: (8, 16, 32)}
+SUPPORTED_IMAGE_SIZES = tuple(GROUP_RESOLUTIONS)
 MIN_SCALE = 1e-3  # floor of every standard deviation: keeps log-densities (and HMC) well scaled
 _SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_OF_ONE) = 1
 
@@ -93,9 +103,10 @@ class HVAEConfig:
             raise ValueError(f"beta must be positive, got {self.beta}")
         if self.num_channels not in (1, 3):
             raise ValueError(f"num_channels must be 1 or 3, got {self.num_channels}")
-        if self.image_size != 28:
-            raise ValueError("the hierarchical VAE's resolutions (4, 7, 14, 28) are for 28×28 "
-                             f"images, got image_size={self.image_size}")
+        if self.image_size not in GROUP_RESOLUTIONS:
+            raise ValueError("the hierarchical VAE supports image_size in "
+                             f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}, "
+                             f"got image_size={self.image_size}")
         if self.width < 1:
             raise ValueError(f"width must be at least 1, got {self.width}")
         if (len(self.latent_channels) != len(LATENT_SITES)
@@ -114,10 +125,15 @@ class HVAEConfig:
         return 0.0
 
     @property
+    def group_resolutions(self) -> tuple[int, int, int]:
+        """Spatial size of z3, z2, z1: (4, 7, 14) at 28×28, (8, 16, 32) at 64×64."""
+        return GROUP_RESOLUTIONS[self.image_size]
+
+    @property
     def latent_shapes(self) -> dict[str, tuple[int, int, int]]:
         """Event shape (channels, size, size) of every latent site, top first."""
         return {site: (channels, size, size) for site, channels, size
-                in zip(LATENT_SITES, self.latent_channels, GROUP_RESOLUTIONS)}
+                in zip(LATENT_SITES, self.latent_channels, self.group_resolutions)}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,12 +164,13 @@ class BottomUp(nn.Module):
     """The deterministic encoder path: features of x at every group's resolution.
 
     Shape:
-        x: (B, C, 28, 28) → [(B, width, 4, 4), (B, width, 7, 7), (B, width, 14, 14)] (top first)
+        x: (B, C, R, R) → [(B, width, r, r) for r in the group resolutions] (top first), e.g.
+        R = 28: 4, 7, 14;  R = 64: 8, 16, 32
     """
 
     def __init__(self, num_channels: int, width: int) -> None:
         super().__init__()
-        # 3×3, stride 2, padding 1: 28 → 14 → 7 → 4
+        # 3×3, stride 2, padding 1 (size ↦ ⌈size / 2⌉): 28 → 14 → 7 → 4, 64 → 32 → 16 → 8
         self.stages = nn.ModuleList([
             nn.Sequential(nn.Conv2d(c_in, width, 3, stride=2, padding=1), ResidualCell(width))
             for c_in in (num_channels, width, width)])
@@ -215,6 +232,21 @@ class LatentGroup(nn.Module):
         return self.cell(h if context is None else context + h)
 
 
+def _upsample(width: int, source: int, target: int, out_channels: int | None = None
+              ) -> nn.Sequential:
+    """silu, then a stride-2 transposed convolution from ``source`` to ``target`` pixels.
+
+    Its output is 2·source − 4 + kernel, so kernel 4 doubles (7 → 14, 8 → 16) and kernel 3
+    undoes a rounded-up halving (4 → 7).
+    """
+    kernel = target - 2 * source + 4
+    if kernel not in (3, 4):
+        raise ValueError(f"cannot upsample {source} → {target} by a factor of about 2")
+    out_channels = width if out_channels is None else out_channels
+    return nn.Sequential(nn.SiLU(),
+                         nn.ConvTranspose2d(width, out_channels, kernel, stride=2, padding=1))
+
+
 # choose(site, context, prior_loc, prior_scale) -> the group's value
 Choose = Callable[[str, torch.Tensor | None, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -226,8 +258,9 @@ class HierarchicalVAE(nn.Module):
     ``Normal(loc, scale).to_event(3)`` inside ``pyro.plate("data")``, and the observed site "x".
 
     Shape:
-        x: (B, C, 28, 28) in [0, 1];  z: {"z3": (B, c3, 4, 4), "z2": (B, c2, 7, 7),
-        "z1": (B, c1, 14, 14)}
+        x: (B, C, R, R) in [0, 1], R = ``config.image_size``;
+        z: {"z3": (B, c3, r3, r3), "z2": (B, c2, r2, r2), "z1": (B, c1, r1, r1)} with
+        (r3, r2, r1) = (4, 7, 14) at R = 28 and (8, 16, 32) at R = 64 (``latent_shapes``)
     """
 
     config_class = HVAEConfig
@@ -239,17 +272,15 @@ class HierarchicalVAE(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
+        top, middle, bottom = config.group_resolutions
         self.bottom_up = BottomUp(config.num_channels, width)
-        upsamples = (  # the top group has nothing above it; then 4 → 7 and 7 → 14
-            None,
-            nn.Sequential(nn.SiLU(), nn.ConvTranspose2d(width, width, 3, stride=2, padding=1)),
-            nn.Sequential(nn.SiLU(), nn.ConvTranspose2d(width, width, 4, stride=2, padding=1)),
-        )
+        upsamples = (  # the top group has nothing above it; 4 → 7 → 14 or 8 → 16 → 32
+            None, _upsample(width, top, middle), _upsample(width, middle, bottom))
         self.groups = nn.ModuleList([
             LatentGroup(width, channels, upsample=upsample)
             for channels, upsample in zip(config.latent_channels, upsamples)])
-        self.output = nn.Sequential(  # 14 → 28, logits of the Bernoulli mean
-            nn.SiLU(), nn.ConvTranspose2d(width, config.num_channels, 4, stride=2, padding=1))
+        # z1's resolution → the image's (14 → 28, 32 → 64), logits of the Bernoulli mean
+        self.output = _upsample(width, bottom, config.image_size, config.num_channels)
 
     @property
     def latent_shapes(self) -> dict[str, tuple[int, int, int]]:
@@ -257,17 +288,18 @@ class HierarchicalVAE(nn.Module):
         return self.config.latent_shapes
 
     def _top_down(self, choose: Choose, *, batch_size: int, like: torch.Tensor) -> torch.Tensor:
-        """Run the shared top-down path, top group first; return the final 14×14 state.
+        """Run the shared top-down path, top group first; return the final state at z1's
+        resolution.
 
         For each group the path computes the conditional prior p(z_k | z_>k) and asks
         ``choose(site, context, prior_loc, prior_scale)`` for the group's value (a prior sample in
         the model, a posterior sample in the guide, a given value in ``decode``).
 
         Shape:
-            → (batch_size, width, 14, 14)
+            → (batch_size, width, r1, r1), r1 = 14 at 28×28, 32 at 64×64
         """
         state = None
-        for site, group, size in zip(LATENT_SITES, self.groups, GROUP_RESOLUTIONS):
+        for site, group, size in zip(LATENT_SITES, self.groups, self.config.group_resolutions):
             context = group.enter(state)
             prior_loc, prior_scale = group.prior(context, batch_size=batch_size, size=size,
                                                  like=like)
@@ -338,7 +370,7 @@ class HierarchicalVAE(nn.Module):
         It equals the guide's site distributions when the guide's groups take these means.
 
         Shape:
-            x: (B, C, 28, 28) → {site: (loc, scale)}, each (B, *latent_shapes[site])
+            x: (B, C, R, R) → {site: (loc, scale)}, each (B, *latent_shapes[site])
         """
         return self._posterior_means(x)[0]
 
@@ -352,7 +384,7 @@ class HierarchicalVAE(nn.Module):
         the SKL of this concatenation is the SKL summed over the top ``num_groups`` groups.
 
         Shape:
-            x: (B, C, 28, 28) → loc, scale: (B, D) with D the sum of the groups' sizes
+            x: (B, C, R, R) → loc, scale: (B, D) with D the sum of the groups' sizes
         """
         if not 1 <= num_groups <= len(LATENT_SITES):
             raise ValueError(f"num_groups must be in 1..{len(LATENT_SITES)}, got {num_groups}")
@@ -381,10 +413,10 @@ class HierarchicalVAE(nn.Module):
         return batch_size
 
     def decode(self, z: Sites) -> torch.Tensor:
-        """Mean of p(x|z), (B, C, 28, 28) in [0, 1].
+        """Mean of p(x|z), (B, C, R, R) in [0, 1].
 
         Shape:
-            z: {site: (B, *latent_shapes[site])} → (B, C, 28, 28)
+            z: {site: (B, *latent_shapes[site])} → (B, C, R, R)
         """
         batch_size = self._check_latents(z)
         state = self._top_down(lambda site, *_: z[site], batch_size=batch_size, like=z[TOP_SITE])
@@ -413,5 +445,5 @@ class HierarchicalVAE(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoded posterior means (every group at the mean of :meth:`encode_sites`),
-        (B, C, 28, 28): the x̃ of the paper's figures."""
+        (B, C, R, R): the x̃ of the paper's figures."""
         return self._mean_from_state(self._posterior_means(x)[1])

@@ -8,10 +8,11 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Normal, kl_divergence
 
-from pyro_vae import TrainConfig, load_dataset, make_elbo, train_vae
+from pyro_vae import TrainConfig, load_dataset, make_elbo, pretrained, train_vae
 from pyro_vae.hvae import LATENT_SITES, HierarchicalVAE, HVAEConfig
 
 SHAPES = {"z3": (8, 4, 4), "z2": (8, 7, 7), "z1": (8, 14, 14)}
+SHAPES_64 = {"z3": (8, 8, 8), "z2": (8, 16, 16), "z1": (8, 32, 32)}
 
 
 @pytest.fixture(params=[1, 3], ids=["grey", "colour"])
@@ -209,6 +210,11 @@ def test_bad_config_is_rejected(kwargs):
         HVAEConfig(**kwargs)
 
 
+def test_unsupported_image_size_lists_the_supported_ones():
+    with pytest.raises(ValueError, match="image_size in 28, 64, got image_size=32"):
+        HVAEConfig(image_size=32)
+
+
 def test_config_round_trips_through_plain_data():
     config = HVAEConfig(num_channels=3, beta=2.0, width=16, latent_channels=(4, 6, 2))
     data = config.to_dict()
@@ -218,3 +224,41 @@ def test_config_round_trips_through_plain_data():
     trace = poutine.trace(hvae.guide).get_trace(torch.rand(2, 3, 28, 28))
     assert {site: trace.nodes[site]["value"].shape[1:] for site in LATENT_SITES} == {
         "z3": (4, 4, 4), "z2": (6, 7, 7), "z1": (2, 14, 14)}
+
+
+def test_pretrained_mnist_hvae_still_loads_with_its_28_pixel_shapes():
+    hvae = pretrained("mnist", kind="hvae")
+    assert hvae.config.image_size == 28 and hvae.latent_shapes == SHAPES
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        params = hvae.encode_sites(x)
+        assert {site: tuple(loc.shape[1:]) for site, (loc, _) in params.items()} == SHAPES
+        assert hvae.reconstruct(x).shape == x.shape
+    assert hvae.output[1].weight.shape == (32, 1, 4, 4)  # 14 → 28, as trained
+
+
+def test_64_pixel_colour_model_runs_end_to_end():
+    torch.manual_seed(8)
+    pyro.set_rng_seed(8)
+    hvae = HierarchicalVAE(HVAEConfig(num_channels=3, image_size=64))
+    x = torch.rand(2, 3, 64, 64)
+    assert hvae.latent_shapes == SHAPES_64
+    guide_trace = poutine.trace(hvae.guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(hvae.model, guide_trace)).get_trace(x)
+    for trace in (guide_trace, model_trace):
+        for site, shape in SHAPES_64.items():
+            assert trace.nodes[site]["value"].shape == (2, *shape)
+            assert trace.nodes[site]["fn"].event_shape == shape
+    assert model_trace.nodes["x"]["fn"].event_shape == (3, 64, 64)
+    params = hvae.encode_sites(x)
+    assert {site: tuple(loc.shape[1:]) for site, (loc, _) in params.items()} == SHAPES_64
+    assert hvae.encode(x)[0].shape == (2, 8 * 64 + 8 * 256)
+    mean = hvae.decode({site: torch.randn(2, *shape) for site, shape in SHAPES_64.items()})
+    assert mean.shape == x.shape and 0 <= mean.min() and mean.max() <= 1
+    assert hvae.reconstruct(x).shape == x.shape
+    with pytest.raises(ValueError, match=r"\(batch, 3, 64, 64\)"):
+        hvae.guide(torch.rand(2, 3, 28, 28))
+    with pyro.get_param_store().scope():
+        svi = SVI(registered(hvae.model, hvae), registered(hvae.guide, hvae),
+                  pyro.optim.Adam({"lr": 1e-3}), TraceMeanField_ELBO())
+        assert math.isfinite(svi.step(x))
