@@ -113,7 +113,9 @@ class SiteSummary:
 @dataclass(frozen=True)
 class DiagnosticsSummary:
     """Worst-case convergence figures of a run (over all points, latent sites and coordinates),
-    and the per-point worst R-hat / smallest bulk ESS (shape (N,))."""
+    the per-point worst R-hat / smallest bulk ESS (shape (N,)), and the same worst cases per
+    latent site (``sites``: one entry per posterior variable, e.g. every group of a hierarchical
+    model)."""
 
     max_rhat: float
     min_ess_bulk: float
@@ -122,6 +124,7 @@ class DiagnosticsSummary:
     num_divergent: int
     rhat_per_point: np.ndarray
     ess_bulk_per_point: np.ndarray
+    sites: dict[str, SiteSummary]
 
 
 def _var_names(idata: az.InferenceData, var_name: str | Sequence[str] | None) -> list[str]:
@@ -139,35 +142,36 @@ def _per_point(conv: xr.Dataset, name: str, reduce: str) -> xr.DataArray:
 def summarize_sites(idata: az.InferenceData,
                     var_name: str | Sequence[str] | None = None) -> dict[str, SiteSummary]:
     """Per latent site (default: every posterior variable, i.e. every group of a multi-site run):
-    its worst R-hat and smallest bulk and tail ESS over points and coordinates."""
-    summaries = {}
-    for name in _var_names(idata, var_name):
-        conv = convergence(idata, name)
-        summaries[name] = SiteSummary(max_rhat=float(conv["rhat"].max()),
-                                      min_ess_bulk=float(conv["ess_bulk"].min()),
-                                      min_ess_tail=float(conv["ess_tail"].min()))
-    return summaries
+    its worst R-hat and smallest bulk and tail ESS over points and coordinates (the ``sites`` of
+    :func:`summarize`)."""
+    return summarize(idata, var_name).sites
 
 
 def summarize(idata: az.InferenceData,
               var_name: str | Sequence[str] | None = None) -> DiagnosticsSummary:
     """Summary of :func:`convergence` over the posterior variable(s) (default: all of them, the
-    one latent of a flat model or every site of a hierarchical one; the worst over them) and of
-    the kept draws' sample stats."""
-    names = _var_names(idata, var_name)
-    convs = [convergence(idata, name) for name in names]
+    one latent of a flat model or every site of a hierarchical one; the worst over them, and each
+    one's own in ``sites``) and of the kept draws' sample stats. R-hat and ESS are computed once
+    per variable."""
+    convs = {name: convergence(idata, name) for name in _var_names(idata, var_name)}
+    sites = {name: SiteSummary(max_rhat=float(conv["rhat"].max()),
+                               min_ess_bulk=float(conv["ess_bulk"].min()),
+                               min_ess_tail=float(conv["ess_tail"].min()))
+             for name, conv in convs.items()}
     stats = idata.sample_stats
     accept = stats["acceptance_rate"] if "acceptance_rate" in stats else stats.get("accepted")
-    rhat_per_point = np.max([_per_point(conv, "rhat", "max").values for conv in convs], axis=0)
-    ess_per_point = np.min([_per_point(conv, "ess_bulk", "min").values for conv in convs], axis=0)
+    rhat_per_point = np.max([_per_point(conv, "rhat", "max").values for conv in convs.values()], axis=0)
+    ess_per_point = np.min([_per_point(conv, "ess_bulk", "min").values for conv in convs.values()],
+                           axis=0)
     return DiagnosticsSummary(
-        max_rhat=max(float(conv["rhat"].max()) for conv in convs),
-        min_ess_bulk=min(float(conv["ess_bulk"].min()) for conv in convs),
-        min_ess_tail=min(float(conv["ess_tail"].min()) for conv in convs),
+        max_rhat=max(site.max_rhat for site in sites.values()),
+        min_ess_bulk=min(site.min_ess_bulk for site in sites.values()),
+        min_ess_tail=min(site.min_ess_tail for site in sites.values()),
         mean_accept_prob=float(accept.astype(float).mean()) if accept is not None else float("nan"),
         num_divergent=int(stats["diverging"].sum()),
         rhat_per_point=rhat_per_point,
         ess_bulk_per_point=ess_per_point,
+        sites=sites,
     )
 
 

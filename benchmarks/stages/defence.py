@@ -10,7 +10,7 @@ import numpy as np
 import pyro
 import torch
 
-from inference import (sample_posterior, save_netcdf, summarize, summarize_sites,
+from inference import (DiagnosticsSummary, sample_posterior, save_netcdf, summarize,
                        to_inference_data)
 
 from ..context import RunContext
@@ -54,10 +54,10 @@ def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, ini
         return sample_posterior(model.vae.model, model.vae.guide, (inputs,), **arguments)
 
 
-def scalar_summary(idata) -> dict:
-    """The ArviZ summary's scalar fields (worst R-hat, smallest ESS, acceptance, divergences)."""
-    summary = asdict(summarize(idata))
-    return {k: v for k, v in summary.items() if not isinstance(v, np.ndarray)}
+def scalar_fields(summary: DiagnosticsSummary) -> dict:
+    """A diagnostics summary's scalar fields (worst R-hat, smallest ESS, acceptance,
+    divergences), without the per-point arrays and the per-site breakdown."""
+    return {k: v for k, v in asdict(summary).items() if not isinstance(v, (np.ndarray, dict))}
 
 
 def gradient_evaluations_per_point(samples) -> float | None:
@@ -94,14 +94,13 @@ def defend(context: RunContext, model: LoadedModel, groups: dict[str, torch.Tens
         save_netcdf(idata.isel(draw=slice(None, None, thin)),
                     context.run_dir.path(f"{stage_name}.nc"))
         mean_z = samples.z.mean(1)  # posterior mean of the kept draws, per chain
+        summaries = {name: summarize(idata.isel(point=span)) for name, span in bounds.items()}
         return {"final_z": {name: samples.final_z[:, span].cpu() for name, span in bounds.items()},
                 "mean_z": {name: mean_z[:, span].cpu() for name, span in bounds.items()},
-                "diagnostics": {name: scalar_summary(idata.isel(point=span))
-                                for name, span in bounds.items()},
+                "diagnostics": {name: scalar_fields(summary) for name, summary in summaries.items()},
                 "diagnostics_per_group": {
-                    name: {site: asdict(summary) for site, summary in
-                           summarize_sites(idata.isel(point=span)).items()}
-                    for name, span in bounds.items()} if len(model.vae.latent_sites) > 1 else None,
+                    name: {site: asdict(per_site) for site, per_site in summary.sites.items()}
+                    for name, summary in summaries.items()} if len(model.vae.latent_sites) > 1 else None,
                 "seconds_per_point": seconds / len(inputs),
                 "gradient_evaluations_per_point": gradient_evaluations_per_point(samples),
                 "num_transitions": samples.config.num_warmup + samples.config.num_samples,
