@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.sampler_speed import BARE_LIKELIHOODS, bare_potential, main, random_images, random_vae
+from benchmarks.sampler_speed import (BARE_LIKELIHOODS, bare_potential, bare_ratios, main,
+                                      random_images, random_vae)
 from inference import PosteriorTarget
 
 
@@ -22,7 +23,15 @@ def test_benchmark_prints_a_row_per_method(capsys):
     assert all(float(row[-3]) == 1.0 for row in batched)  # every computed gradient used
     assert all(0.1 < float(value) < 10 for row in batched for value in row[-2:])
     (bare,) = [line.split() for line in lines if line.startswith("mnist")]
-    assert bare[1] == "3" and all(0.1 < float(bare[k]) < 10 for k in (4, 6))  # the two ratios
+    assert bare[1] == "3" and all(0.1 < float(bare[k]) < 10 for k in (4, 5, 7, 8))  # the ratios
+    assert bare[4] == bare[5] and bare[7] == bare[8]  # one repeat: its ratio is the median
+
+
+def test_bare_ratios_pair_each_repeat():
+    seconds = {"ours": [1.0, 2.2, 1.1], "model": [0.9, 2.0, 1.0]}
+    best, median = bare_ratios(seconds, "model")
+    assert best == 1.0 / 0.9
+    assert median == pytest.approx(1.1)  # per-repeat ratios 1.111, 1.1, 1.1: the load drift between repeats cancels
 
 
 @pytest.mark.parametrize("likelihood", BARE_LIKELIHOODS)
