@@ -10,7 +10,7 @@ tensors), so the same code runs on a GPU without stalls.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -51,6 +51,20 @@ class HMCInfo(NamedTuple):
     step_size: Tensor
     num_steps: Tensor
     num_grad_evals: Tensor
+
+
+Record = TypeVar("Record", bound=tuple)
+
+
+def select_chains(take: Tensor, new: Record, old: Record) -> Record:
+    """Per chain, ``new``'s fields where ``take`` and ``old``'s elsewhere: one ``torch.where`` per
+    field of a record of tensors (an :class:`HMCState`, an Adam state, a NUTS tree edge), the
+    mask widened to each field's trailing dims. Differentiable along the chosen branch.
+
+    Shape: take (*B); every field (*B) or (*B, D).
+    """
+    return type(new)(*(torch.where(take.reshape(take.shape + (1,) * (a.dim() - take.dim())), a, b)
+                       for a, b in zip(new, old)))
 
 
 def _finite_rows(x: Tensor) -> Tensor:
@@ -133,12 +147,7 @@ def hmc_move(
     accept_prob = torch.exp(torch.clamp(-delta, max=0.0))
     accepted = finite & (uniform < accept_prob)
 
-    keep = accepted.unsqueeze(-1)
-    new_state = HMCState(
-        torch.where(keep, z_new, z),
-        torch.where(accepted, potential_new, potential),
-        torch.where(keep, grad_new, grad),
-    )
+    new_state = select_chains(accepted, HMCState(z_new, potential_new, grad_new), state)
     info = HMCInfo(
         accept_prob=accept_prob,
         accepted=accepted,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from inference.hmc import hmc_init
+from inference.hmc import hmc_init, select_chains
 from inference.target import ValueAndGrad
 
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -72,15 +72,7 @@ def map_step(state: MAPState, value_and_grad: ValueAndGrad, step_size: Tensor) -
         torch.isfinite(potential) & torch.isfinite(grad_new).all(-1) & torch.isfinite(z).all(-1)
         & torch.isfinite(state.potential)
     )
-    keep = accepted.unsqueeze(-1)
-    new_state = MAPState(
-        torch.where(keep, z, state.z),
-        torch.where(accepted, potential, state.potential),
-        torch.where(keep, grad_new, state.grad),
-        torch.where(keep, first, state.first_moment),
-        torch.where(keep, second, state.second_moment),
-        torch.where(accepted, count, state.num_updates),
-    )
+    new_state = select_chains(accepted, MAPState(z, potential, grad_new, first, second, count), state)
     info = MAPInfo(accepted, ~accepted, new_state.potential, step_size,
                    torch.ones_like(accepted, dtype=torch.int64))
     return new_state, info

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from inference.hmc import MAX_DELTA_ENERGY, HMCState, kinetic_energy
+from inference.hmc import MAX_DELTA_ENERGY, HMCState, kinetic_energy, select_chains
 from inference.integrator import leapfrog
 from inference.target import RowsValueAndGrad, ValueAndGrad
 
@@ -56,11 +56,6 @@ class _Edge(NamedTuple):
     z: Tensor
     momentum: Tensor
     grad: Tensor
-
-
-def _select(mask: Tensor, new: _Edge, old: _Edge) -> _Edge:
-    rows = mask.unsqueeze(-1)
-    return _Edge(*(torch.where(rows, a, b) for a, b in zip(new, old)))
 
 
 def _is_turning(momentum_left: Tensor, momentum_right: Tensor, momentum_sum: Tensor) -> Tensor:
@@ -171,7 +166,7 @@ def nuts_step(
         depth_generator = torch.Generator(device=z0.device).manual_seed(seed + depth)
         forward = torch.rand(batch, generator=depth_generator, **options) < 0.5
         merge_uniform = torch.rand(batch, generator=depth_generator, **options)
-        edge = _select(forward, right, left)
+        edge = select_chains(forward, right, left)
         signed_step = torch.where(forward, step_size, -step_size)
         tree_depth = tree_depth + active.long()
 
@@ -203,15 +198,11 @@ def nuts_step(
             # progressive uniform sampling inside the subtree: take the leaf w.p. w_leaf / W_sub
             new_sub_log_weight = torch.logaddexp(sub_log_weight, -delta)
             take = ok & (leaf_uniform < torch.exp(-delta - new_sub_log_weight))
-            sub_proposal = HMCState(
-                torch.where(take.unsqueeze(-1), z, sub_proposal.z),
-                torch.where(take, potential, sub_proposal.potential),
-                torch.where(take.unsqueeze(-1), grad, sub_proposal.grad),
-            )
+            sub_proposal = select_chains(take, HMCState(z, potential, grad), sub_proposal)
             sub_proposal_momentum = torch.where(take.unsqueeze(-1), momentum, sub_proposal_momentum)
             sub_log_weight = torch.where(ok, new_sub_log_weight, sub_log_weight)
             sub_momentum_sum = torch.where(ok.unsqueeze(-1), sub_momentum_sum + momentum, sub_momentum_sum)
-            edge = _select(ok, _Edge(z, momentum, grad), edge)
+            edge = select_chains(ok, _Edge(z, momentum, grad), edge)
 
             if leaf % 2 == 0:
                 slot = bin(leaf).count("1")
@@ -230,16 +221,12 @@ def nuts_step(
         # merge valid subtrees into the tree by biased progressive sampling
         merged = active & ~sub_diverging & ~sub_turning
         take = merged & (merge_uniform < torch.exp(sub_log_weight - log_weight))
-        proposal = HMCState(
-            torch.where(take.unsqueeze(-1), sub_proposal.z, proposal.z),
-            torch.where(take, sub_proposal.potential, proposal.potential),
-            torch.where(take.unsqueeze(-1), sub_proposal.grad, proposal.grad),
-        )
+        proposal = select_chains(take, sub_proposal, proposal)
         proposal_momentum = torch.where(take.unsqueeze(-1), sub_proposal_momentum, proposal_momentum)
         log_weight = torch.where(merged, torch.logaddexp(log_weight, sub_log_weight), log_weight)
         momentum_sum = torch.where(merged.unsqueeze(-1), momentum_sum + sub_momentum_sum, momentum_sum)
-        right = _select(merged & forward, edge, right)
-        left = _select(merged & ~forward, edge, left)
+        right = select_chains(merged & forward, edge, right)
+        left = select_chains(merged & ~forward, edge, left)
 
         diverging = diverging | sub_diverging
         active = merged & ~_is_turning(left.momentum, right.momentum, momentum_sum)

@@ -134,3 +134,15 @@ def test_kernels_count_gradient_evaluations_per_chain(kernel_class, per_transiti
     assert torch.equal(kernel.num_grad_evals, 1 + per_chain)  # the initial evaluation included
     if per_transition is not None:
         assert (records["samples"].num_grad_evals == per_transition).all()
+
+
+def test_select_chains_takes_every_field_per_chain():
+    from inference.hmc import HMCState, select_chains
+    take = torch.tensor([[True, False, True]])  # (C=1, N=3)
+    new = HMCState(torch.ones(1, 3, 2), torch.ones(1, 3), torch.full((1, 3, 2), 2.0))
+    old = HMCState(torch.zeros(1, 3, 2), torch.zeros(1, 3), torch.zeros(1, 3, 2))
+    chosen = select_chains(take, new, old)
+    assert isinstance(chosen, HMCState)
+    assert chosen.z[0, :, 0].tolist() == [1.0, 0.0, 1.0] and chosen.z[0, :, 1].tolist() == [1.0, 0.0, 1.0]
+    assert chosen.potential[0].tolist() == [1.0, 0.0, 1.0]
+    assert chosen.grad[0, :, 1].tolist() == [2.0, 0.0, 2.0]
