@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 from torch import nn
 
 from pyro_vae import batch_of, minibatches
@@ -77,9 +76,21 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     a, b = features_a.double().cpu().numpy(), features_b.double().cpu().numpy()
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    trace = np.trace(cov_a + cov_b - 2 * np.real(root))
-    return float(((mean_a - mean_b) ** 2).sum() + trace)
+    # Tr (Σ_a Σ_b)^{1/2} = Tr (Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}: the inner matrix is symmetric PSD,
+    # so its eigenvalues give the trace exactly, also when a covariance is singular (features
+    # that are always 0 after a ReLU), where a general matrix square root of Σ_a Σ_b is not stable.
+    root_a = _psd_sqrt(cov_a)
+    inner = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_of_root = np.sqrt(np.clip(inner, 0.0, None)).sum()
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b)
+                 - 2.0 * trace_of_root)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a symmetric positive semi-definite matrix (rounding's
+    negative eigenvalues set to 0)."""
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
 @torch.no_grad()
