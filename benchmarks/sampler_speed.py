@@ -26,11 +26,14 @@ the three one after the other, so a load change between repeats cancels in its o
 
 The models are ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> C×28×28; MNIST C = 1,
 ColorMNIST C = 3) with random weights and a fixed random x in [0, 1]: the cost per point does
-not depend on the weights.
+not depend on the weights. ``--pretrained`` times the zoo's trained models on the first N test
+images instead: the cost is the same, but NUTS's trees (how deep each chain goes, and so the
+gradient use) are those of a real posterior.
 
     python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20, both sections
     python -m benchmarks.sampler_speed --sections bare --datasets mnist colormnist
     python -m benchmarks.sampler_speed --quick    # N = 50, fewer transitions
+    python -m benchmarks.sampler_speed --sections stock --samplers nuts --dataset mnist --pretrained
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from pyro.infer.mcmc import HMC, NUTS
 
 from inference import (BatchedHMC, BatchedNUTS, PosteriorTarget, StepSizeAdaptation, initial_latents,
                        sample_posterior)
-from pyro_vae import ConvVAE, VAEConfig
+from pyro_vae import ConvVAE, VAEConfig, batch_of, load_dataset, pretrained
 from pyro_vae.vae import BERNOULLI_CLAMP
 
 CHANNELS = {"mnist": 1, "colormnist": 3}
@@ -63,6 +66,19 @@ def random_images(num_points: int, num_channels: int, device: torch.device) -> t
     """Fixed random x in [0, 1]. Shape: (N, C, 28, 28)."""
     generator = torch.Generator().manual_seed(1)
     return torch.rand((num_points, num_channels, 28, 28), generator=generator).to(device)
+
+
+def model_and_images(dataset: str, num_points: int, args, device: torch.device):
+    """The timed model and its N inputs: random weights and random x (the default: the cost per
+    point does not depend on the weights), or with ``--pretrained`` the zoo's trained model and
+    the first N test images, where NUTS's trees, and so its gradient use, are the real ones.
+    Shape of x: (N, C, 28, 28)."""
+    if not args.pretrained:
+        return random_vae(device, CHANNELS[dataset]), random_images(num_points, CHANNELS[dataset], device)
+    vae = pretrained(dataset, map_location=device).requires_grad_(False)
+    test = load_dataset(dataset, args.data_root, all_colours=False).test
+    x, _ = batch_of(test, torch.arange(num_points))
+    return vae, x.to(device)
 
 
 def synchronize(device: torch.device):
@@ -160,8 +176,7 @@ def time_stock(vae, x, sampler: str, args) -> float:
 
 
 def benchmark(num_points: int, sampler: str, args, device) -> list[tuple]:
-    vae = random_vae(device, CHANNELS[args.dataset])
-    x = random_images(num_points, CHANNELS[args.dataset], device)
+    vae, x = model_and_images(args.dataset, num_points, args, device)
     with pyro.validation_enabled(False):
         per_transition, grad_use, overhead, overhead_vs_fastest = time_batched(vae, x, sampler, args)
         timed = min(args.timed_points, num_points)
@@ -242,8 +257,7 @@ def bare_hmc(vae: ConvVAE, x: torch.Tensor, num_transitions: int, num_leapfrog_s
 def compare_with_bare(dataset: str, num_points: int, args, device) -> dict[str, list[float]]:
     """Seconds of sample_posterior(hmc) (``"ours"``) and of :func:`bare_hmc` with each likelihood
     expression, timed alternately, one entry per repeat."""
-    vae = random_vae(device, CHANNELS[dataset])
-    x = random_images(num_points, CHANNELS[dataset], device)
+    vae, x = model_and_images(dataset, num_points, args, device)
     steps, length = args.bare_transitions, args.num_leapfrog_steps
 
     def ours():
@@ -296,6 +310,11 @@ def main(argv=None):
                         help="torch threads; 1 by default: on a shared CPU, 2 OpenMP threads stall "
                              "each other and make small batches up to 10x slower")
     parser.add_argument("--quick", action="store_true", help="N = 50, 2 transitions, L = 5")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="time the zoo's trained model on the first N test images (needs the "
+                             "data: --data-root) instead of random weights and random x")
+    parser.add_argument("--data-root", default=None,
+                        help="with --pretrained: folder holding mnist/ (default: $PYRO_VAE_DATA)")
     args = parser.parse_args(argv)
     if args.quick:
         args.num_points, args.num_transitions, args.num_leapfrog_steps = [50], 2, 5
@@ -303,6 +322,7 @@ def main(argv=None):
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
 
+    print(f"models: {'the zoo, first N test images' if args.pretrained else 'random weights, random x'}")
     print(f"device={device} threads={torch.get_num_threads()} L={args.num_leapfrog_steps} "
           f"T={args.num_transitions} η={args.step_size} NUTS max depth={args.max_tree_depth} "
           f"load average={os.getloadavg()[0]:.2f}")

@@ -43,3 +43,13 @@ def test_bare_potential_is_the_models_up_to_its_constant(likelihood):
     value, grad = PosteriorTarget(vae.model, (x,)).value_and_grad(z.unsqueeze(0))
     assert torch.allclose(bare_value + 32 * math.log(2 * math.pi), value[0], rtol=1e-5)
     assert torch.allclose(bare_grad, grad[0], atol=1e-4)
+
+
+def test_pretrained_times_the_zoo_model_on_test_images(mnist_root, capsys):
+    main(["--pretrained", "--data-root", str(mnist_root), "--sections", "stock", "--dataset", "mnist",
+          "--samplers", "nuts", "--num-points", "4", "--num-transitions", "1", "--max-tree-depth", "3",
+          "--timed-points", "1", "--step-size", "0.1"])
+    out = capsys.readouterr().out
+    assert "models: the zoo, first N test images" in out
+    (batched,) = [line.split() for line in out.splitlines() if "batched nuts" in line]
+    assert float(batched[-3]) == 1.0  # only the chains still extending their trees are evaluated
