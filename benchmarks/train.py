@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 import shlex
 import shutil
@@ -81,6 +82,9 @@ def _commit() -> str:
         return "unknown"
 
 
+CONTINUED_FROM = "continued_from.txt"  # names the shorter run a longer one started from
+
+
 def longest_shorter_run(folder: Path) -> Path | None:
     """The training folder beside ``folder`` of the same recipe (name, KL warm-up, seed) with the
     most epochs below ``folder``'s that has a training state, or None."""
@@ -103,12 +107,15 @@ def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE,
     checkpoint = folder / "model.pt"
     if checkpoint.exists():
         return load_checkpoint(checkpoint, map_location=device, with_metadata=True)
-    continued_from = None
+    origin = folder / CONTINUED_FROM  # kept beside the state, so a resumed run still knows it
     if not (folder / "state.pt").exists() and (shorter := longest_shorter_run(folder)):
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shorter / "state.pt", folder / "state.pt")
-        continued_from = shorter.name
+        origin.write_text(shorter.name)
+        partial = folder / "state.pt.partial"
+        shutil.copyfile(shorter / "state.pt", partial)
+        os.replace(partial, folder / "state.pt")  # an interrupted copy never looks like a state
         print(f"  continuing the finished run {shorter} (same recipe, fewer epochs)")
+    continued_from = origin.read_text().strip() if origin.exists() else None
     vae = MODEL_KINDS[config.kind](config)
     training_commit = _commit()  # the code as this process imported it
     train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed,

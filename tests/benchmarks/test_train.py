@@ -46,3 +46,12 @@ def test_train_one_starts_from_the_shorter_runs_state_and_records_it(tmp_path, m
     assert seen["state"] == b"state after 2 epochs"  # the shorter run's state, copied
     assert (tmp_path / "mnist-vae_beta1-e2-seed0" / "state.pt").exists()  # and left in place
     assert metadata["continued_from"] == "mnist-vae_beta1-e2-seed0"
+    assert not (folder / "state.pt.partial").exists()
+
+    # interrupted after the copy and run again: the state is resumed, the origin still recorded
+    seen.clear()
+    (folder / "state.pt").write_bytes(b"state after 2 epochs, then 1 more")
+    _, metadata = train.train_one(None, config_for("vae", beta=1.0, num_channels=1), arguments,
+                                  torch.device("cpu"), folder)
+    assert seen["state"] == b"state after 2 epochs, then 1 more"
+    assert metadata["continued_from"] == "mnist-vae_beta1-e2-seed0"
