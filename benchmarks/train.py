@@ -105,9 +105,12 @@ def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE,
     """Train (or resume, or reuse, or continue a shorter run of the same recipe) one model in
     ``folder``; returns it and its training record."""
     checkpoint = folder / "model.pt"
-    if checkpoint.exists():
-        return load_checkpoint(checkpoint, map_location=device, with_metadata=True)
     origin = folder / CONTINUED_FROM  # kept beside the state, so a resumed run still knows it
+    if checkpoint.exists():
+        vae, metadata = load_checkpoint(checkpoint, map_location=device, with_metadata=True)
+        if origin.exists():  # checkpoints written before the record moved into their metadata
+            metadata.setdefault("continued_from", origin.read_text().strip())
+        return vae, metadata
     if not (folder / "state.pt").exists() and (shorter := longest_shorter_run(folder)):
         folder.mkdir(parents=True, exist_ok=True)
         origin.write_text(shorter.name)

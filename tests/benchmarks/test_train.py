@@ -55,3 +55,15 @@ def test_train_one_starts_from_the_shorter_runs_state_and_records_it(tmp_path, m
                                   torch.device("cpu"), folder)
     assert seen["state"] == b"state after 2 epochs, then 1 more"
     assert metadata["continued_from"] == "mnist-vae_beta1-e2-seed0"
+
+
+def test_a_finished_run_reports_the_run_it_continued(tmp_path, monkeypatch):
+    folder = tmp_path / "mnist-vae_beta1-e3-seed0"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(b"finished")
+    (folder / train.CONTINUED_FROM).write_text("mnist-vae_beta1-e2-seed0\n")
+    # a checkpoint written before its metadata carried the origin
+    monkeypatch.setattr(train, "load_checkpoint",
+                        lambda path, **kwargs: ("model", {"epochs": 3}))
+    _, metadata = train.train_one(None, None, None, torch.device("cpu"), folder)
+    assert metadata == {"epochs": 3, "continued_from": "mnist-vae_beta1-e2-seed0"}
