@@ -111,7 +111,8 @@ class SamplerSpec:
     step-size jitter (see :class:`~inference.kernels.BatchedKernel`); jitter_allowed: whether
     any jitter makes sense for it. num_leapfrog_steps: a fixed L that overrides the caller's
     (MALA: 1), None to take the caller's. multi_site: whether it can sample several latent
-    sites jointly (every batched kernel can: they see one flat z).
+    sites jointly (every batched kernel can: they see one flat z). mcmc: whether it draws
+    from the posterior (False for mode finding, which only climbs it).
     """
 
     name: str
@@ -124,6 +125,7 @@ class SamplerSpec:
     jitter_allowed: bool = True
     num_leapfrog_steps: int | None = None
     multi_site: bool = True
+    mcmc: bool = True
 
     def __post_init__(self):
         if (self.kernel is None) == (self.runner is None):
@@ -177,7 +179,8 @@ SAMPLERS = SamplerRegistry([
     SamplerSpec("hmc", kernel=BatchedHMC, default_adapt="paper", jitter=HMC_JITTER),
     SamplerSpec("nuts", kernel=BatchedNUTS),
     # Adam on U (Appendix B.3): step_size is the learning rate, nothing to adapt or jitter.
-    SamplerSpec("map", kernel=BatchedMAP, adapt_kinds=(), default_adapt=None, jitter_allowed=False),
+    SamplerSpec("map", kernel=BatchedMAP, adapt_kinds=(), default_adapt=None, jitter_allowed=False,
+                mcmc=False),
     SamplerSpec("mala", kernel=BatchedMALA, target_accept=MALA_TARGET_ACCEPT, num_leapfrog_steps=1),
     SamplerSpec("pyro_hmc", runner=_run_stock, adapt_kinds=("dual_averaging",), jitter_allowed=False,
                 multi_site=False),

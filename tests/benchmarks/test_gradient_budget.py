@@ -36,6 +36,27 @@ def test_cheapest_setting_reaching_the_paper_gain():
     assert best["share_of_paper_budget"] == pytest.approx(421 / 15751)
 
 
+def test_the_cheapest_mcmc_setting_leaves_mode_finding_out():
+    rows = [{"label": "no defence", "sampler": None, "ms_ssim": (0.60, 0.02),
+             "gradient_evaluations_per_point": 0},
+            {"label": "hmc paper budget T=250+500", "sampler": "hmc", "ms_ssim": (0.80, 0.02),
+             "gradient_evaluations_per_point": 15001},
+            {"label": "nuts T=20", "sampler": "nuts", "ms_ssim": (0.80, 0.02),
+             "gradient_evaluations_per_point": 1181},
+            {"label": "map T=200", "sampler": "map", "ms_ssim": (0.81, 0.02),
+             "gradient_evaluations_per_point": 201}]
+    assert gradient_budget.cheapest(rows)["label"] == "map T=200"
+    assert gradient_budget.cheapest(rows, mcmc_only=True)["label"] == "nuts T=20"
+    for row in rows:
+        row.update(seconds_per_point=0.0, ms_ssim_standard=row["ms_ssim"])
+    text = gradient_budget.render({"dataset": "mnist", "radius": 0.2, "references": 50,
+                                   "chains": 2, "rows": rows,
+                                   "cheapest": gradient_budget.cheapest(rows),
+                                   "cheapest_mcmc": gradient_budget.cheapest(rows, mcmc_only=True)})
+    assert "Cheapest setting reaching 95% of the paper-budget gain (MS-SSIM ≥ 0.790): map T=200" in text
+    assert "Cheapest MCMC setting reaching 95% of the paper-budget gain (MS-SSIM ≥ 0.790): nuts T=20" in text
+
+
 def test_unknown_settings_are_refused(capsys):
     with pytest.raises(SystemExit):
         gradient_budget.parse_arguments(["--dataset", "mnist", "--only", "hmc T=3"])
