@@ -195,7 +195,7 @@ def render(summary: dict) -> str:
                      f"| {row['seconds_per_point']:.4f} | {row['ms_ssim'][0]:.3f} "
                      f"({row['ms_ssim'][1]:.3f}) | {row['ms_ssim_standard'][0]:.3f} |")
     for key, what in (("cheapest", "setting"), ("cheapest_mcmc", "MCMC setting")):
-        best = summary.get(key)
+        best = summary[key]
         if best:
             lines += ["", f"Cheapest {what} reaching {GAIN_SHARE:.0%} of the paper-budget gain "
                           f"(MS-SSIM ≥ {best['target']:.3f}): {best['label']}, "

@@ -22,37 +22,35 @@ def test_budget_rows_count_gradient_evaluations(smoke_run, tmp_path):
     assert (tmp_path / "budget.png").stat().st_size > 1000
 
 
+def _row(label, sampler, ms_ssim, evaluations):
+    """One row of the budget table, as ``main`` records it (standard error 0.02)."""
+    return {"label": label, "sampler": sampler, "ms_ssim": (ms_ssim, 0.02),
+            "ms_ssim_standard": (ms_ssim, 0.02), "seconds_per_point": 0.0,
+            "gradient_evaluations_per_point": evaluations}
+
+
 def test_cheapest_setting_reaching_the_paper_gain():
-    rows = [{"label": "no defence", "sampler": None, "ms_ssim": (0.60, 0.02),
-             "gradient_evaluations_per_point": 0},
-            {"label": "hmc paper budget T=250+500", "sampler": "hmc", "ms_ssim": (0.80, 0.02),
-             "gradient_evaluations_per_point": 15751},
-            {"label": "hmc paper T=20", "sampler": "hmc", "ms_ssim": (0.795, 0.02),
-             "gradient_evaluations_per_point": 421},
-            {"label": "map T=20", "sampler": "map", "ms_ssim": (0.70, 0.02),
-             "gradient_evaluations_per_point": 21}]
+    rows = [_row("no defence", None, 0.60, 0),
+            _row("hmc paper budget T=250+500", "hmc", 0.80, 15751),
+            _row("hmc paper T=20", "hmc", 0.795, 421),
+            _row("map T=20", "map", 0.70, 21)]
     best = gradient_budget.cheapest(rows)
     assert best["label"] == "hmc paper T=20" and best["target"] == pytest.approx(0.79)
     assert best["share_of_paper_budget"] == pytest.approx(421 / 15751)
 
 
 def test_the_cheapest_mcmc_setting_leaves_mode_finding_out():
-    rows = [{"label": "no defence", "sampler": None, "ms_ssim": (0.60, 0.02),
-             "gradient_evaluations_per_point": 0},
-            {"label": "hmc paper budget T=250+500", "sampler": "hmc", "ms_ssim": (0.80, 0.02),
-             "gradient_evaluations_per_point": 15001},
-            {"label": "nuts T=20", "sampler": "nuts", "ms_ssim": (0.80, 0.02),
-             "gradient_evaluations_per_point": 1181},
-            {"label": "map T=200", "sampler": "map", "ms_ssim": (0.81, 0.02),
-             "gradient_evaluations_per_point": 201}]
-    assert gradient_budget.cheapest(rows)["label"] == "map T=200"
-    assert gradient_budget.cheapest(rows, mcmc_only=True)["label"] == "nuts T=20"
-    for row in rows:
-        row.update(seconds_per_point=0.0, ms_ssim_standard=row["ms_ssim"])
+    rows = [_row("no defence", None, 0.60, 0),
+            _row("hmc paper budget T=250+500", "hmc", 0.80, 15001),
+            _row("nuts T=20", "nuts", 0.80, 1181),
+            _row("map T=200", "map", 0.81, 201)]
+    cheapest = gradient_budget.cheapest(rows)
+    cheapest_mcmc = gradient_budget.cheapest(rows, mcmc_only=True)
+    assert cheapest["label"] == "map T=200"
+    assert cheapest_mcmc["label"] == "nuts T=20"
     text = gradient_budget.render({"dataset": "mnist", "radius": 0.2, "references": 50,
-                                   "chains": 2, "rows": rows,
-                                   "cheapest": gradient_budget.cheapest(rows),
-                                   "cheapest_mcmc": gradient_budget.cheapest(rows, mcmc_only=True)})
+                                   "chains": 2, "rows": rows, "cheapest": cheapest,
+                                   "cheapest_mcmc": cheapest_mcmc})
     assert "Cheapest setting reaching 95% of the paper-budget gain (MS-SSIM ≥ 0.790): map T=200" in text
     assert "Cheapest MCMC setting reaching 95% of the paper-budget gain (MS-SSIM ≥ 0.790): nuts T=20" in text
 
