@@ -203,10 +203,10 @@ def sample_posterior(
             resonate with the posterior (see :class:`~inference.kernels.BatchedKernel`).
             None: the sampler's default (hmc: 0.5, the others 0). ``jitter=0`` with
             ``sampler="hmc"`` is the paper's exact fixed-L algorithm.
-        compile_potential: evaluate the potential through a ``torch.jit.trace`` of the model's
-            log density, traced and checked once per run (see
-            :class:`~inference.target.PosteriorTarget`); pass False for a model whose Python
-            control flow depends on tensor values.
+        compile_potential: evaluate the potential and its gradient through one tensor program
+            recorded from the model and checked once per run (see
+            :class:`~inference.target.PosteriorTarget`; a model whose Python control flow
+            depends on tensor values is detected and runs as it is).
         init: z₀ ~ q(z|x) (``"sample"``, the paper), its mean, or given initial latents,
             (N, D) for every chain or (num_chains, N, D) (e.g. a warm start, or an oracle start
             at the clean input's code).

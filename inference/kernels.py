@@ -72,9 +72,9 @@ class BatchedKernel(MCMCKernel):
     which batched chains in step need to waste nothing. j = 0 is the paper's fixed trajectory.
     The adaptation keeps adapting η from the jittered transitions' acceptance.
 
-    ``compile_potential``: with ``model``, evaluate the full batch through the traced tensor
-    program of :class:`~inference.target.PosteriorTarget` (False for models whose Python control
-    flow depends on tensor values).
+    ``compile_potential``: with ``model``, evaluate the full batch's value and gradient through
+    the traced tensor program of :class:`~inference.target.PosteriorTarget` (which falls back to
+    the model itself when the program cannot be recorded faithfully).
 
     Shape:
         initial latents (C, N, D); ``step_size``: a float or a tensor broadcastable to (C, N).

@@ -16,17 +16,19 @@ order (:class:`~inference.layout.LatentLayout`), so U(z) = −log p(x|z) − Σ_
 (PROTOCOL.md §7) and every sampler works on (C, N, D) unchanged.
 
 Cost: the model's structure (the latent sites, observed sites, one density term per point) is
-checked once, by a full ``poutine.trace`` at construction. The log density itself is then the
-model run under one light handler, :class:`_LogDensity`, that substitutes z and adds up the
-log-densities as the sites go by (no ``Trace`` object, no ``poutine.condition``), and that
-function of z is traced once more by ``torch.jit.trace`` into a plain tensor program for the
-full batch, which the sampler's hot loop calls. Profiled on the MNIST conv VAE at N = 50, the
-Pyro and model Python around the decoder (``pyro.module``, plates, distribution objects,
-messengers) was about 0.4-1.5 ms of a 14 ms value-and-grad call; the traced program removes it
-(within 2 % of a hand-written potential under the same load). The traced program is checked
-against the model's traced log density at construction and not used when it differs or cannot
-be traced (a model whose Python control flow depends on tensor values must pass
-``compile=False``: its traced program would follow one branch).
+checked once, by a full ``poutine.trace`` at construction. The log density is the model run
+under one light handler, :class:`_LogDensity`, that substitutes z and adds up the log-densities
+as the sites go by (no ``Trace`` object, no ``poutine.condition``). For the sampler's hot loop
+that run AND its ``autograd.grad`` are recorded once, by ``make_fx`` in fake mode (shapes only,
+no arithmetic), into one plain tensor program of the full batch: the loop then calls the same
+kernels in the same order with no Python from Pyro or the model and no autograd graph to build
+or walk. Measured on the MNIST conv VAE at N = 50 (160 calls, one thread): the program costs
+what a hand-written potential with ``autograd.grad`` costs (within the ±2 % noise of the
+machine), the handler run through autograd about 8 % more; recording it costs about 50 ms,
+once. The program is checked at a second point against the model's own traced log density and
+not used when it differs or cannot be recorded: ``make_fx`` refuses an operation whose result
+depends on tensor values (``float(z)``, ``if z.sum() > 0``), so a model whose Python control
+flow depends on its latents runs the handler instead, never a frozen branch.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
+from torch.fx.experimental.proxy_tensor import make_fx
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
@@ -115,10 +118,11 @@ class PosteriorTarget:
     args), so a sampler whose chains stop at different times (NUTS) pays for the chains still
     moving, not for the whole batch.
 
-    ``compile``: evaluate the full batch through a ``torch.jit.trace`` of the log density (see
-    the module docstring); ``compiled`` says whether that program is in use (it is not when
-    tracing fails, e.g. model tensors that require grad, or when it does not reproduce the
-    model's log density at the structure check's point). Row subsets always run the handler.
+    ``compile``: evaluate the full batch's value and gradient through one traced tensor program
+    (see the module docstring); ``compiled`` says whether that program is in use (it is not
+    when recording fails, e.g. on a value read into Python, or when the program does not
+    reproduce the model's log density at the structure check's point). Row subsets and
+    :meth:`log_joint` always run the handler.
 
     Shape:
         - model args and kwargs: tensors with N rows (dim 0); other values pass through
@@ -150,14 +154,15 @@ class PosteriorTarget:
         self.dtype, self.device = z_checked.dtype, z_checked.device
         self._tiled_args = tuple(_tile(a, num_chains) for a in model_args)
         self._tiled_kwargs = {k: _tile(v, num_chains) for k, v in self._kwargs.items()}
-        self._compiled = None
+        self._program = None
         if compile:
-            self._compiled = self._compile(_tile(z_checked, num_chains), _tile(log_density_checked, num_chains))
+            self._program = self._trace_value_and_grad(_tile(z_checked, num_chains),
+                                                       _tile(log_density_checked, num_chains))
 
     @property
     def compiled(self) -> bool:
-        """Whether full-batch evaluations run the traced tensor program."""
-        return self._compiled is not None
+        """Whether full-batch value-and-grad calls run the traced tensor program."""
+        return self._program is not None
 
     def _inspect(self, model_args: tuple) -> tuple[Tensor, Tensor, LatentLayout]:
         """Check the model's structure on one prior draw; return that draw z (N, D), the model's
@@ -199,53 +204,49 @@ class PosteriorTarget:
         log_density = sum(s["log_prob"] for s in trace.nodes.values() if _is_density_site(s))
         return z, log_density.detach(), layout
 
-    def _compile(self, z_flat: Tensor, expected: Tensor):
-        """The full-batch log density traced into a tensor program of (z (C·N, D), *the tensor
-        args and kwargs), or None if it cannot be traced, if the traced run misses ``expected``
-        (C·N,) at z, or if the program does not replay the handler at a second point."""
-        slots = [(False, i) for i, a in enumerate(self._tiled_args) if torch.is_tensor(a)]
-        slots += [(True, k) for k, v in self._tiled_kwargs.items() if torch.is_tensor(v)]
-        inputs = tuple(self._tiled_kwargs[k] if keyword else self._tiled_args[k] for keyword, k in slots)
+    def _trace_value_and_grad(self, z_flat: Tensor, expected: Tensor) -> Callable | None:
+        """U and dU/dz of the full batch as one plain tensor program, forward and backward.
 
-        traced_values = []
+        ``make_fx`` records every tensor operation of one run of :meth:`_handler_value_and_grad`
+        (the model under :class:`_LogDensity`, then ``autograd.grad``), the backward included, so
+        the program calls the same kernels as autograd would, in order, without building or
+        walking a graph. The run is traced at a point other than ``z_flat`` and the program is
+        checked at ``z_flat`` against ``expected``, the model's own log density there (C·N,):
+        a value read into Python, or a branch taken on one, would not follow the new point.
+        Returns None (the handler path is used) when tracing fails, e.g. on a data-dependent
+        operation, which ``make_fx`` refuses, or when the check fails.
 
-        def log_density(z: Tensor, *tensors: Tensor) -> Tensor:
+        Shape: the program maps z (C·N, D) -> (U (C·N,), dU/dz (C·N, D)).
+        """
+        tensors = {("kwargs" if keyword else "args", key): value
+                   for keyword, items in ((False, enumerate(self._tiled_args)), (True, self._tiled_kwargs.items()))
+                   for key, value in items if torch.is_tensor(value)}
+
+        def value_and_grad(z: Tensor, *data: Tensor) -> tuple[Tensor, Tensor]:
             args, kwargs = list(self._tiled_args), dict(self._tiled_kwargs)
-            for (keyword, key), tensor in zip(slots, tensors):
-                if keyword:
+            for (where, key), tensor in zip(tensors, data):
+                if where == "kwargs":
                     kwargs[key] = tensor
                 else:
                     args[key] = tensor
-            total = self._log_density(z, tuple(args), kwargs)
-            traced_values.append(total.detach())  # tracing computes the real values: check those
-            return total
+            return self._handler_value_and_grad(z, tuple(args), kwargs)
 
+        data = tuple(tensors.values())
         try:
             with warnings.catch_warnings(), torch.random.fork_rng(devices=[z_flat.device] if z_flat.is_cuda else []):
-                # Shapes read as Python ints are what make the program full-batch only.
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                program = torch.jit.trace(log_density, (z_flat, *inputs), check_trace=False)
-        except (RuntimeError, AttributeError):
-            # a parameter that requires grad cannot become a constant; a torch without
-            # torch.jit.trace (deprecated since 2.9) leaves the handler path
+                warnings.simplefilter("ignore")  # what tracing says about the model is its verdict below
+                program = make_fx(value_and_grad, tracing_mode="fake", _allow_non_fake_inputs=True)(
+                    0.5 * z_flat.flip(0), *data)
+        except Exception:  # any tracing limitation leaves the handler path, which is always right
             return None
-        # The traced run must give the model's density at z, and the program must replay the
-        # handler at another point (rows permuted): values read into Python would not follow.
-        other = z_flat.flip(0)
-        with torch.no_grad(), torch.jit.optimized_execution(False):
-            checks = [(traced_values[0], expected),
-                      (program(other, *inputs), self._log_density(other, self._tiled_args, self._tiled_kwargs))]
-        if not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5, equal_nan=True)
-                   for a, b in checks):
+        program.graph.eliminate_dead_code()  # e.g. the plate's index range, unused once traced
+        program.recompile()
+        with torch.no_grad():
+            value, grad = program(z_flat, *data)
+        if not (grad.shape == z_flat.shape and value.shape == expected.shape
+                and torch.allclose(-value, expected, rtol=1e-5, atol=1e-5, equal_nan=True)):
             return None
-        def run(z: Tensor) -> Tensor:
-            # The plain interpreter: TorchScript's profiling executor would spend its first
-            # calls profiling and then fuse nothing on a CPU; measured no slower afterwards.
-            with torch.jit.optimized_execution(False):
-                return program(z, *inputs)
-
-        return run
+        return lambda z: program(z, *data)
 
     def _log_density(self, z_flat: Tensor, args: tuple, kwargs: dict) -> Tensor:
         """log p(x, z) of the model run once on rows of the tiled data. Shape: (K, D) -> (K,)."""
@@ -254,40 +255,54 @@ class PosteriorTarget:
             self.model(*args, **kwargs)
         return handler.total
 
+    def _flat(self, z: Tensor) -> Tensor:
+        """Check z's shape (C, N, D) and flatten it chain-major to (C·N, D)."""
+        expected = (self.num_chains, self.num_points, self.latent_dim)
+        if tuple(z.shape) != expected:
+            raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
+        return z.reshape(-1, self.latent_dim)
+
     def log_joint(self, z: Tensor) -> Tensor:
-        """log p(x, z) = log p(x|z) + log p(z) per chain and point.
+        """log p(x, z) = log p(x|z) + log p(z) per chain and point, through the model (so it is
+        differentiable, e.g. for :mod:`inference.unrolled`).
 
         Shape:
             z (C, N, D) -> (C, N), with C = ``num_chains``.
         """
-        expected = (self.num_chains, self.num_points, self.latent_dim)
-        if tuple(z.shape) != expected:
-            raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
-        z_flat = z.reshape(-1, self.latent_dim)
-        if self._compiled is not None:
-            total = self._compiled(z_flat)
-        else:
-            total = self._log_density(z_flat, self._tiled_args, self._tiled_kwargs)
+        total = self._log_density(self._flat(z), self._tiled_args, self._tiled_kwargs)
         return total.reshape(self.num_chains, self.num_points)
 
     def potential(self, z: Tensor) -> Tensor:
         """U(z) = -log p(x|z) - log p(z). Shape: z (C, N, D) -> (C, N)."""
         return -self.log_joint(z)
 
-    def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """U(z) and dU/dz from one model call and one autograd call.
+    def _handler_value_and_grad(self, z_flat: Tensor, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
+        """U and dU/dz of rows of the tiled data: one model call and one autograd call.
 
         Points are independent, so the gradient of sum(U) is every point's own gradient; a
         non-finite U at one point stays in that point's row.
 
+        Shape: z_flat (K, D) -> (U (K,), grad (K, D)); both detached.
+        """
+        with torch.enable_grad():
+            z_flat = z_flat.detach().requires_grad_(True)
+            potential = -self._log_density(z_flat, args, kwargs)
+            (grad,) = torch.autograd.grad(potential.sum(), z_flat)
+        return potential.detach(), grad
+
+    def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """U(z) and dU/dz of the whole batch: the traced program when :attr:`compiled`, else
+        one model call and one autograd call.
+
         Shape:
             z (C, N, D) -> (U (C, N), grad (C, N, D)); both detached.
         """
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            potential = self.potential(z)
-            (grad,) = torch.autograd.grad(potential.sum(), z)
-        return potential.detach(), grad
+        z_flat = self._flat(z)
+        if self._program is not None:
+            potential, grad = self._program(z_flat)
+        else:
+            potential, grad = self._handler_value_and_grad(z_flat, self._tiled_args, self._tiled_kwargs)
+        return potential.reshape(z.shape[:-1]), grad.reshape(z.shape)
 
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`value_and_grad`, so a target is itself a kernel's ``potential_fn``."""
@@ -303,11 +318,7 @@ class PosteriorTarget:
         args = tuple(a.index_select(0, rows) if torch.is_tensor(a) else a for a in self._tiled_args)
         kwargs = {k: v.index_select(0, rows) if torch.is_tensor(v) else v
                   for k, v in self._tiled_kwargs.items()}
-        with torch.enable_grad():
-            z_rows = z_rows.detach().requires_grad_(True)
-            potential = -self._log_density(z_rows, args, kwargs)
-            (grad,) = torch.autograd.grad(potential.sum(), z_rows)
-        return potential.detach(), grad
+        return self._handler_value_and_grad(z_rows, args, kwargs)
 
 
 class _DrawFromGuide(Messenger):

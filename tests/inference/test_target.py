@@ -169,29 +169,41 @@ def test_potential_that_cannot_be_traced_faithfully_is_not_compiled(problem):
             scale = 1.0 if bool(z.sum() > 1e6) else 2.0
             pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True) * scale, 1.0).to_event(1), obs=x[:, :1])
 
-    weight = torch.nn.Parameter(torch.ones(3))  # requires grad: cannot be a traced constant
-
-    def parameter_model(x):
-        with pyro.plate("data", x.shape[0], dim=-1):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
-            pyro.sample("x", dist.Normal((z * weight).sum(-1, keepdim=True), 1.0).to_event(1), obs=x[:, :1])
-
-    def baking_model(x):  # a value read into Python becomes a constant of a trace
+    def baking_model(x):  # a value read into Python would become a constant of a trace
         with pyro.plate("data", x.shape[0], dim=-1):
             z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
             shift = float(z[0, 0])
             pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True) + shift, 1.0).to_event(1), obs=x[:, :1])
 
     z = torch.randn(1, 5, 3)
-    for model in (parameter_model, baking_model):
+    for model in (branching_model, baking_model):
         target = PosteriorTarget(model, (x,))
         assert not target.compiled
-        assert torch.allclose(target.potential(z), PosteriorTarget(model, (x,), compile=False).potential(z))
+        value, grad = target.value_and_grad(z)
+        faithful_value, faithful_grad = PosteriorTarget(model, (x,), compile=False).value_and_grad(z)
+        assert torch.equal(value, faithful_value) and torch.equal(grad, faithful_grad)
 
-    # The documented limit: value-dependent Python control flow is frozen on the branch of the
-    # check's prior draw, so such a model needs compile=False.
+    # Far from the check's prior draw the branch flips: the target still follows the model.
     far = torch.full((1, 5, 3), 1e6)
-    frozen, faithful = PosteriorTarget(branching_model, (x,)), PosteriorTarget(branching_model, (x,), compile=False)
-    assert frozen.compiled and not torch.allclose(frozen.potential(far), faithful.potential(far))
     expected = 0.5 * (far**2).sum(-1) + 0.5 * (x[:, 0] - far.sum(-1)) ** 2 + 2 * math.log(2 * math.pi)
-    assert torch.allclose(faithful.potential(far), expected, rtol=1e-5)
+    assert torch.allclose(PosteriorTarget(branching_model, (x,)).value_and_grad(far)[0], expected, rtol=1e-5)
+
+
+def test_compiled_potential_of_a_model_whose_parameters_require_grad(problem):
+    x = problem.data(5)
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+
+    def parameter_model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal((z * weight).sum(-1, keepdim=True), 1.0).to_event(1), obs=x[:, :1])
+
+    target = PosteriorTarget(parameter_model, (x,))
+    assert target.compiled
+    z = torch.randn(1, 5, 3)
+    value, grad = target.value_and_grad(z)
+    residual = x[:, 0] - (z * weight).sum(-1)
+    expected = 0.5 * (z**2).sum(-1) + 0.5 * residual**2 + 2 * math.log(2 * math.pi)
+    assert torch.allclose(value, expected, rtol=1e-5)
+    assert torch.allclose(grad, z - residual.unsqueeze(-1) * weight.detach(), atol=1e-5)
+    assert weight.grad is None  # the program differentiates z only
