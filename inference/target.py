@@ -210,11 +210,11 @@ class PosteriorTarget:
         ``make_fx`` records every tensor operation of one run of :meth:`_handler_value_and_grad`
         (the model under :class:`_LogDensity`, then ``autograd.grad``), the backward included, so
         the program calls the same kernels as autograd would, in order, without building or
-        walking a graph. The run is traced at a point other than ``z_flat`` and the program is
-        checked at ``z_flat`` against ``expected``, the model's own log density there (C·N,):
-        a value read into Python, or a branch taken on one, would not follow the new point.
-        Returns None (the handler path is used) when tracing fails, e.g. on a data-dependent
-        operation, which ``make_fx`` refuses, or when the check fails.
+        walking a graph. It is recorded in fake mode: only shapes flow through the run, so an
+        operation whose result depends on tensor values (``float(z)``, ``if z.sum() > 0``)
+        raises instead of being frozen into the program. The program is then checked at
+        ``z_flat`` against ``expected``, the model's own log density there (C·N,), from Pyro's
+        trace. Returns None (the handler path is used) when recording fails or the check does.
 
         Shape: the program maps z (C·N, D) -> (U (C·N,), dU/dz (C·N, D)).
         """
@@ -235,8 +235,7 @@ class PosteriorTarget:
         try:
             with warnings.catch_warnings(), torch.random.fork_rng(devices=[z_flat.device] if z_flat.is_cuda else []):
                 warnings.simplefilter("ignore")  # what tracing says about the model is its verdict below
-                program = make_fx(value_and_grad, tracing_mode="fake", _allow_non_fake_inputs=True)(
-                    0.5 * z_flat.flip(0), *data)
+                program = make_fx(value_and_grad, tracing_mode="fake", _allow_non_fake_inputs=True)(z_flat, *data)
         except Exception:  # any tracing limitation leaves the handler path, which is always right
             return None
         program.graph.eliminate_dead_code()  # e.g. the plate's index range, unused once traced
