@@ -24,13 +24,20 @@ fewer kernels, so its ratio also contains the model's choice of formula. Two rat
 best against best, and the median over repeats of the ratio within one repeat (each repeat runs
 the three one after the other, so a load change between repeats cancels in its own ratio).
 
+Section ``calls``: where sample_posterior's time goes. Building the target
+(``inference.PosteriorTarget``: the structure trace, recording the value-and-gradient program,
+its check), and the seconds per value-and-grad call of (a) that program, (b) the model run under
+the Pyro handler with ``autograd.grad`` (``compile=False``), (c) :func:`bare_potential` with the
+model's Bernoulli expression, each timed over a block of ``--block-calls`` consecutive calls
+along a gradient path, the three blocks alternating, ``--bare-repeats`` times.
+
 The models are ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> C×28×28; MNIST C = 1,
 ColorMNIST C = 3) with random weights and a fixed random x in [0, 1]: the cost per point does
 not depend on the weights. ``--pretrained`` times the zoo's trained models on the first N test
 images instead: the cost is the same, but NUTS's trees (how deep each chain goes, and so the
 gradient use) are those of a real posterior.
 
-    python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20, both sections
+    python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20, every section
     python -m benchmarks.sampler_speed --sections bare --datasets mnist colormnist
     python -m benchmarks.sampler_speed --quick    # N = 50, fewer transitions
     python -m benchmarks.sampler_speed --sections stock --samplers nuts --dataset mnist --pretrained
@@ -280,6 +287,40 @@ def compare_with_bare(dataset: str, num_points: int, args, device) -> dict[str, 
     return seconds
 
 
+def compare_potentials(dataset: str, num_points: int, args, device) -> dict[str, list[float]]:
+    """Seconds to build a compiled :class:`PosteriorTarget` (``"set-up"``) and seconds per call
+    of each potential over a block of calls (``"program"``, ``"handler"``, ``"bare"``), one entry
+    per repeat, the potentials alternating."""
+    vae, x = model_and_images(dataset, num_points, args, device)
+    z0 = initial_latents(vae.guide, (x,), generator=torch.Generator(x.device).manual_seed(0))
+    program, handler = PosteriorTarget(vae.model, (x,)), PosteriorTarget(vae.model, (x,), compile=False)
+    if not program.compiled:
+        raise RuntimeError(f"the {dataset} model's potential was not recorded as a program")
+    bare = bare_potential(vae, x, likelihood="model")
+    potentials = {"program": program.value_and_grad, "handler": handler.value_and_grad,
+                  "bare": lambda z: bare(z[0])}
+    seconds = {name: [] for name in ("set-up", *potentials)}
+
+    def timed(run) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    def block(value_and_grad):
+        z = z0
+        for _ in range(args.block_calls):  # a new point every call, as along a trajectory
+            z = z - 1e-4 * value_and_grad(z)[1].reshape(z.shape)
+
+    with pyro.validation_enabled(False):
+        for _ in range(args.bare_repeats):
+            seconds["set-up"].append(timed(lambda: PosteriorTarget(vae.model, (x,))))
+            for name, value_and_grad in potentials.items():
+                seconds[name].append(timed(lambda: block(value_and_grad)) / args.block_calls)
+    return seconds
+
+
 def bare_ratios(seconds: dict[str, list[float]], bare: str) -> tuple[float, float]:
     """sample_posterior ÷ one bare loop: best against best, and the median of the per-repeat
     ratios."""
@@ -300,11 +341,13 @@ def main(argv=None):
                         help="points timed for stock Pyro one-chain-per-point")
     parser.add_argument("--dataset", default="colormnist", choices=sorted(CHANNELS),
                         help="model of the stock section")
-    parser.add_argument("--sections", nargs="+", default=["stock", "bare"], choices=["stock", "bare"])
+    parser.add_argument("--sections", nargs="+", default=["stock", "bare", "calls"],
+                        choices=["stock", "bare", "calls"])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "colormnist"], choices=sorted(CHANNELS),
                         help="models of the bare section")
     parser.add_argument("--bare-transitions", type=int, default=8, help="T of the bare section")
-    parser.add_argument("--bare-repeats", type=int, default=5, help="alternating repeats")
+    parser.add_argument("--bare-repeats", type=int, default=5, help="alternating repeats (bare, calls)")
+    parser.add_argument("--block-calls", type=int, default=160, help="value-and-grad calls per block (calls)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 by default: on a shared CPU, 2 OpenMP threads stall "
@@ -318,7 +361,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.num_points, args.num_transitions, args.num_leapfrog_steps = [50], 2, 5
-        args.max_tree_depth, args.timed_points, args.bare_transitions = 3, 2, 2
+        args.max_tree_depth, args.timed_points, args.bare_transitions, args.block_calls = 3, 2, 2, 10
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
 
@@ -358,6 +401,22 @@ def main(argv=None):
                     best, median = bare_ratios(seconds, bare)
                     columns.append(f"{min(seconds[bare]):{width}.3f} {best:6.3f} {median:6.3f}")
                 print(f"{dataset:<11} {num_points:>5} " + " ".join(columns), flush=True)
+    if "calls" in args.sections:
+        print(f"\nset-up of the compiled target, and seconds per value-and-grad call in blocks of "
+              f"{args.block_calls} calls, {args.bare_repeats} alternating repeats: best, median (ms)")
+        header = (f"{'model':<11} {'N':>5} {'set-up':>13} {'program':>13} {'handler+autograd':>17} "
+                  f"{'bare':>13} {'program÷bare':>12} {'handler÷bare':>12}")
+        print(header)
+        print("-" * len(header))
+        for dataset in args.datasets:
+            for num_points in args.num_points:
+                ms = {name: [1e3 * t for t in ts]
+                      for name, ts in compare_potentials(dataset, num_points, args, device).items()}
+                cells = [f"{min(ms[name]):6.1f},{statistics.median(ms[name]):6.1f}" for name in ms]
+                ratios = [statistics.median(a / b for a, b in zip(ms[name], ms["bare"]))
+                          for name in ("program", "handler")]
+                print(f"{dataset:<11} {num_points:>5} {cells[0]:>13} {cells[1]:>13} {cells[2]:>17} "
+                      f"{cells[3]:>13} {ratios[0]:12.3f} {ratios[1]:12.3f}", flush=True)
     print(f"load average at the end={os.getloadavg()[0]:.2f}")
 
 

@@ -14,7 +14,7 @@ from inference import PosteriorTarget
 def test_benchmark_prints_a_row_per_method(capsys):
     main(["--num-points", "3", "--num-transitions", "1", "--num-leapfrog-steps", "2",
           "--max-tree-depth", "2", "--timed-points", "1", "--datasets", "mnist",
-          "--bare-transitions", "1", "--bare-repeats", "1"])
+          "--bare-transitions", "1", "--bare-repeats", "1", "--block-calls", "2"])
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.lstrip().startswith("3 ")]
     assert len(rows) == 6
@@ -22,11 +22,15 @@ def test_benchmark_prints_a_row_per_method(capsys):
     batched = [row.split() for row in rows if "batched" in row]
     assert all(float(row[-3]) == 1.0 for row in batched)  # every computed gradient used
     assert all(0.1 < float(value) < 10 for row in batched for value in row[-2:])
-    (bare,) = [line.split() for line in lines if line.startswith("mnist")]
+    bare, calls = [line.replace(",", " ").split() for line in lines if line.startswith("mnist")]
     # At N = 3, T = 1 the one-off set-up (structure trace, program recording) dominates, so the
     # ratios only have to be real numbers here; sampler_speed's own runs measure them.
     assert bare[1] == "3" and all(0 < float(bare[k]) < math.inf for k in (4, 5, 7, 8))
     assert bare[4] == bare[5] and bare[7] == bare[8]  # one repeat: its ratio is the median
+    # the calls section: set-up and per-call milliseconds (best, median: equal with one repeat)
+    assert calls[:2] == ["mnist", "3"] and len(calls) == 12
+    assert all(calls[k] == calls[k + 1] and float(calls[k]) > 0 for k in (2, 4, 6, 8))
+    assert float(calls[10]) == pytest.approx(float(calls[4]) / float(calls[8]), rel=0.1, abs=2e-3)
 
 
 def test_bare_ratios_pair_each_repeat():
