@@ -88,17 +88,24 @@ def convergence(idata: az.InferenceData, var_name: str = "z") -> xr.Dataset:
     Needs ≥ 2 chains per point. Returns a Dataset with ``rhat``, ``ess_bulk``, ``ess_tail`` of
     the variable's dims less (chain, draw): (point, latent), or (point, <site>_latent) for one
     site of a multi-site run.
+
+    A coordinate whose draws are all equal, in every chain (chains started at one point that
+    never accepted a move), gets R-hat = inf and ESS = 0: ArviZ divides 0 by 0 there and returns
+    R-hat NaN, which a max over coordinates would skip, and ESS = the number of draws.
     """
     posterior = idata.posterior[[var_name]]
     if posterior.sizes["chain"] < 2:
         raise ValueError("R-hat needs at least 2 chains per point; run with num_chains >= 2")
-    return xr.Dataset(
-        {
-            "rhat": az.rhat(posterior)[var_name],
-            "ess_bulk": az.ess(posterior, method="bulk")[var_name],
-            "ess_tail": az.ess(posterior, method="tail")[var_name],
-        }
-    )
+    draws = posterior[var_name]
+    frozen = draws.max(("chain", "draw")) == draws.min(("chain", "draw"))
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero variances are handled here
+        return xr.Dataset(
+            {
+                "rhat": az.rhat(posterior)[var_name].where(~frozen, np.inf),
+                "ess_bulk": az.ess(posterior, method="bulk")[var_name].where(~frozen, 0.0),
+                "ess_tail": az.ess(posterior, method="tail")[var_name].where(~frozen, 0.0),
+            }
+        )
 
 
 @dataclass(frozen=True)

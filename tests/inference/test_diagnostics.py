@@ -1,3 +1,5 @@
+import warnings
+
 import arviz as az
 import numpy as np
 import pytest
@@ -50,6 +52,22 @@ def test_convergence_and_summary(problem):
     assert summary.num_divergent == int(idata.sample_stats["diverging"].sum())
     assert summary.rhat_per_point.shape == (NUM_POINTS,)
     assert 0.9 < summary.max_rhat < 1.5 and summary.min_ess_bulk > 5
+
+
+def test_chains_that_never_moved_are_flagged_not_skipped():
+    draws = np.random.default_rng(0).normal(size=(2, 100, 1, 3))  # (chain, draw, point, latent)
+    draws[:, :, 0, 0] = 0.5  # both chains started at one point and never accepted a move
+    draws[1, :, 0, 1] = draws[0, 0, 0, 1]  # one chain stuck, the other moving
+    stats = {"acceptance_rate": np.zeros((2, 100, 1)), "diverging": np.zeros((2, 100, 1), dtype=bool)}
+    idata = az.from_dict(posterior={"z": draws}, sample_stats=stats, dims={"z": ["point", "latent"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the zero variances must not surface as RuntimeWarnings
+        conv = convergence(idata)
+        summary = summarize(idata, "z")
+    assert conv["rhat"].values[0, 0] == np.inf and conv["ess_bulk"].values[0, 0] == 0
+    assert conv["ess_tail"].values[0, 0] == 0
+    assert conv["rhat"].values[0, 1] > 1.1 and conv["rhat"].values[0, 2] < 1.1
+    assert summary.max_rhat == np.inf and summary.min_ess_bulk == 0  # not hidden by the max
 
 
 def test_rhat_needs_two_chains(problem):
