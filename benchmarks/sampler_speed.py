@@ -82,8 +82,8 @@ def model_and_images(dataset: str, num_points: int, args, device: torch.device):
     Shape of x: (N, C, 28, 28)."""
     if not args.pretrained:
         return random_vae(device, CHANNELS[dataset]), random_images(num_points, CHANNELS[dataset], device)
+    test = load_dataset(dataset, args.data_root, all_colours=False).test  # a missing dataset fails first
     vae = pretrained(dataset, map_location=device).requires_grad_(False)
-    test = load_dataset(dataset, args.data_root, all_colours=False).test
     x, _ = batch_of(test, torch.arange(num_points))
     return vae, x.to(device)
 
