@@ -56,7 +56,7 @@ def budgets() -> list[Budget]:
     grid = [Budget(f"hmc paper T={t}", "hmc", t // 2, t - t // 2, jitter=0.0)
             for t in (4, 10, 20, 50, 100)]
     grid.append(Budget("hmc paper budget T=250+500", "hmc", 250, 500, jitter=0.0))
-    grid += [Budget(f"hmc jittered T={t}", "hmc", t // 2, t - t // 2) for t in (10, 20, 50)]
+    grid += [Budget(f"hmc jittered T={t}", "hmc", t // 2, t - t // 2) for t in (10, 20, 50, 100)]
     grid += [Budget(f"nuts T={t}", "nuts", t // 2, t - t // 2) for t in (10, 20, 50)]
     grid += [Budget(f"mala T={t}", "mala", t // 2, t - t // 2, num_leapfrog_steps=1)
              for t in (50, 200)]
@@ -68,7 +68,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gradient_budget",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_shared_arguments(parser, out_help="default runs/<dataset>-gradient-budget")
+    add_shared_arguments(parser, out_help="default runs/<dataset>-gradient-budget-eps<radius>")
     add_model_source_arguments(parser)
     parser.add_argument("--references", type=at_least_one, default=50)
     parser.add_argument("--radius", type=float, default=0.1)
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(arguments.device)
     profile = with_overrides(PROFILES["quick"], references=arguments.references, restarts=1,
                              radii=(arguments.radius,), num_chains=arguments.chains)
-    run_dir = RunDirectory(arguments.out or Path("runs") / f"{arguments.dataset}-gradient-budget")
+    default_out = Path("runs") / f"{arguments.dataset}-gradient-budget-eps{arguments.radius:g}"
+    run_dir = RunDirectory(arguments.out or default_out)
     settings = Settings(dataset=arguments.dataset, profile=profile, sampler="hmc", device=device,
                         seed=arguments.seed, data_root=arguments.data_root,
                         progress=not arguments.no_progress,
