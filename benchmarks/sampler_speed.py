@@ -93,6 +93,20 @@ def synchronize(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+def wall_seconds(run, device: torch.device) -> float:
+    """Seconds that ``run()`` takes, the device's queued work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def print_header(header: str):
+    print(header)
+    print("-" * len(header))
+
+
 class TimedValueAndGrad:
     """A target's batched value-and-grad (whole batch or some chains' rows), with the wall time
     of every call recorded."""
@@ -279,11 +293,7 @@ def compare_with_bare(dataset: str, num_points: int, args, device) -> dict[str, 
     with pyro.validation_enabled(False):
         for _ in range(args.bare_repeats):
             for name, run in runs.items():
-                synchronize(device)
-                start = time.perf_counter()
-                run()
-                synchronize(device)
-                seconds[name].append(time.perf_counter() - start)
+                seconds[name].append(wall_seconds(run, device))
     return seconds
 
 
@@ -301,13 +311,6 @@ def compare_potentials(dataset: str, num_points: int, args, device) -> dict[str,
                   "bare": lambda z: bare(z[0])}
     seconds = {name: [] for name in ("set-up", *potentials)}
 
-    def timed(run) -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        return time.perf_counter() - start
-
     def block(value_and_grad):
         z = z0
         for _ in range(args.block_calls):  # a new point every call, as along a trajectory
@@ -315,9 +318,9 @@ def compare_potentials(dataset: str, num_points: int, args, device) -> dict[str,
 
     with pyro.validation_enabled(False):
         for _ in range(args.bare_repeats):
-            seconds["set-up"].append(timed(lambda: PosteriorTarget(vae.model, (x,))))
+            seconds["set-up"].append(wall_seconds(lambda: PosteriorTarget(vae.model, (x,)), device))
             for name, value_and_grad in potentials.items():
-                seconds[name].append(timed(lambda: block(value_and_grad)) / args.block_calls)
+                seconds[name].append(wall_seconds(lambda: block(value_and_grad), device) / args.block_calls)
     return seconds
 
 
@@ -373,8 +376,7 @@ def main(argv=None):
         print(f"model: {args.dataset}")
         header = (f"{'N':>5}  {'method':<58} {'s/transition':>12} {'points·trans/s':>15} {'vs stock/pt':>11} "
                   f"{'grad use':>8} {'overhead':>8} {'vs fastest':>10}")
-        print(header)
-        print("-" * len(header))
+        print_header(header)
         for sampler in args.samplers:
             for num_points in args.num_points:
                 for n, name, per_transition, rate, speedup, grad_use, overhead, vs_fastest in benchmark(
@@ -391,8 +393,7 @@ def main(argv=None):
               f"the per-repeat ratios")
         header = (f"{'model':<11} {'N':>5} {'sample_posterior s':>18} {'bare (model formula) s':>22} "
                   f"{'ratio':>6} {'median':>6} {'bare (explicit) s':>17} {'ratio':>6} {'median':>6}")
-        print(header)
-        print("-" * len(header))
+        print_header(header)
         for dataset in args.datasets:
             for num_points in args.num_points:
                 seconds = compare_with_bare(dataset, num_points, args, device)
@@ -406,8 +407,7 @@ def main(argv=None):
               f"{args.block_calls} calls, {args.bare_repeats} alternating repeats: best, median (ms)")
         header = (f"{'model':<11} {'N':>5} {'set-up':>13} {'program':>13} {'handler+autograd':>17} "
                   f"{'bare':>13} {'program÷bare':>12} {'handler÷bare':>12}")
-        print(header)
-        print("-" * len(header))
+        print_header(header)
         for dataset in args.datasets:
             for num_points in args.num_points:
                 ms = {name: [1e3 * t for t in ts]
