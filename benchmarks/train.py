@@ -151,7 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
                             decoder_output=arguments.decoder_output)
         name = entry_name(arguments.dataset, kind, beta, decoder_output=arguments.decoder_output)
         warmup = f"-w{arguments.kl_warmup_epochs}" if arguments.kl_warmup_epochs else ""
-        folder = root / f"{name}-e{arguments.epochs}{warmup}-seed{arguments.seed}"
+        # the colour distribution is part of the recipe: an all-colour run never resumes or
+        # continues a one-colour run (their folders differ)
+        colours = "-allc" if arguments.dataset == "colormnist" and arguments.all_colours else ""
+        folder = root / f"{name}{colours}-e{arguments.epochs}{warmup}-seed{arguments.seed}"
         print(f"benchmarks.train: {name}, {arguments.epochs} epochs, seed {arguments.seed}, "
               f"device {device}, folder {folder}")
         vae, training = train_one(splits, config, arguments, device, folder)
