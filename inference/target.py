@@ -245,7 +245,15 @@ class PosteriorTarget:
         if not (grad.shape == z_flat.shape and value.shape == expected.shape
                 and torch.allclose(-value, expected, rtol=1e-5, atol=1e-5, equal_nan=True)):
             return None
-        return lambda z: program(z, *data)
+
+        def recorded(z: Tensor) -> tuple[Tensor, Tensor]:
+            # The program's outputs are data: run it without autograd, or weights that require
+            # grad (a model fresh from the zoo is in eval mode, not frozen) would chain a graph
+            # through every transition of the chain.
+            with torch.no_grad():
+                return program(z, *data)
+
+        return recorded
 
     def _log_density(self, z_flat: Tensor, args: tuple, kwargs: dict) -> Tensor:
         """log p(x, z) of the model run once on rows of the tiled data. Shape: (K, D) -> (K,)."""
