@@ -62,6 +62,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch threads (default: torch's choice)")
     parser.add_argument("--zoo", action="store_true",
                         help="add the finished model to pyro_vae/zoo with its provenance")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="with --zoo: accept uncommitted changes in the working tree "
+                             "(recorded in the provenance with the changed files)")
     arguments = parser.parse_args(argv)
     if arguments.decoder_output != "sigmoid" and any(kind == "hvae"
                                                      for kind, _ in arguments.models):
@@ -72,14 +75,41 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
+def _git(*words: str) -> str:
+    return subprocess.run(["git", *words], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent).stdout
+
+
 def _commit() -> str:
     """The commit the code was at, marked '-dirty' when the working tree had changes."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"],
-                              capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
+        return _git("describe", "--always", "--dirty", "--abbrev=40").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def uncommitted_files() -> list[str]:
+    """Tracked files that differ from the commit (untracked files are not code that ran)."""
+    try:
+        status = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return sorted(line[3:] for line in status.splitlines() if line.strip())
+
+
+def check_clean_tree(arguments: argparse.Namespace) -> dict:
+    """With ``--zoo``, refuse a working tree with uncommitted changes (a zoo entry must name the
+    code that made it) unless ``--allow-dirty``; returns the provenance fields that record it."""
+    if not arguments.zoo:
+        return {}
+    changed = uncommitted_files()
+    if changed and not arguments.allow_dirty:
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10
+                                           else "")
+        raise SystemExit(f"error: --zoo needs a clean working tree, so that the entry names the "
+                         f"commit that made it; uncommitted changes in: {shown}. Commit them, or "
+                         f"pass --allow-dirty (recorded in the entry's provenance).")
+    return {"allow_dirty": bool(arguments.allow_dirty), "uncommitted_files": changed}
 
 
 CONTINUED_FROM = "continued_from.txt"  # names the shorter run a longer one started from
@@ -139,6 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(arguments.threads)
     device = resolve_device(arguments.device)
     command = "python -m benchmarks.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    tree = check_clean_tree(arguments)  # before hours of training, not after
+    # the code this process imported, which trains, evaluates and registers the model (the tree
+    # may change under a long run; what ran is what was there at the start)
+    commit = _commit()
     try:
         splits = load_dataset(arguments.dataset, arguments.data_root,
                               all_colours=arguments.all_colours, seed=arguments.seed)
@@ -165,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  num_importance_samples=arguments.nll_samples, max_points=points,
                                  seed=arguments.seed, progress=not arguments.no_progress).to_dict())
         provenance = {
-            "command": command, "commit": _commit(),
+            "command": command, "commit": commit,
             "training_commit": training.get("training_commit", "not recorded"),
             "dataset": arguments.dataset,
             "all_colours": arguments.all_colours if arguments.dataset == "colormnist" else None,
@@ -181,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
             "nll_importance_samples": quality["num_importance_samples"],
             "nll_points": f"first {quality['num_points']} of the test set",
             "device": str(device), "torch": torch.__version__,
-            "date": datetime.date.today().isoformat()}
+            "date": datetime.date.today().isoformat(), **tree}
         if arguments.zoo:
             provenance = add_to_zoo(folder / "model.pt", provenance, vae=vae,
                                     dataset=arguments.dataset)

@@ -67,3 +67,22 @@ def test_a_finished_run_reports_the_run_it_continued(tmp_path, monkeypatch):
                         lambda path, **kwargs: ("model", {"epochs": 3}))
     _, metadata = train.train_one(None, None, None, torch.device("cpu"), folder)
     assert metadata == {"epochs": 3, "continued_from": "mnist-vae_beta1-e2-seed0"}
+
+
+def test_zoo_refuses_a_dirty_tree_unless_allowed(monkeypatch, tmp_path):
+    monkeypatch.setattr(train, "uncommitted_files", lambda: ["pyro_vae/train.py"])
+    dirty = train.parse_arguments(["--dataset", "mnist", "--zoo", "--out", str(tmp_path)])
+    try:
+        train.main(["--dataset", "mnist", "--zoo", "--out", str(tmp_path)])
+    except SystemExit as error:
+        assert "pyro_vae/train.py" in str(error) and "--allow-dirty" in str(error)
+    else:
+        raise AssertionError("a dirty tree was accepted for the zoo")
+    assert not dirty.allow_dirty
+    allowed = train.parse_arguments(["--dataset", "mnist", "--zoo", "--allow-dirty"])
+    assert train.check_clean_tree(allowed) == {"allow_dirty": True,
+                                               "uncommitted_files": ["pyro_vae/train.py"]}
+    # without --zoo nothing is registered, so nothing is checked
+    assert train.check_clean_tree(train.parse_arguments(["--dataset", "mnist"])) == {}
+    monkeypatch.setattr(train, "uncommitted_files", lambda: [])
+    assert train.check_clean_tree(dirty) == {"allow_dirty": False, "uncommitted_files": []}
