@@ -1,4 +1,5 @@
 import math
+import re
 
 import pyro
 import pytest
@@ -202,11 +203,18 @@ def test_wrong_latents_name_the_expected_shapes():
         hvae.prior({**z, "z1": torch.randn(2, *SHAPES["z1"])})
 
 
-@pytest.mark.parametrize("kwargs", [dict(kind="vae"), dict(beta=0.0), dict(num_channels=2),
-                                    dict(image_size=32), dict(latent_channels=(8, 8)),
-                                    dict(latent_channels=(8, 0, 8)), dict(width=0)])
-def test_bad_config_is_rejected(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kind="vae"), "unknown model kind 'vae' for HVAEConfig"),
+    (dict(beta=0.0), "beta must be positive, got 0.0"),
+    (dict(num_channels=2), "num_channels must be 1 or 3, got 2"),
+    (dict(image_size=32), "image_size in 28, 64, got image_size=32"),
+    (dict(latent_channels=(8, 8)), "latent_channels must be 3 positive integers (z3, z2, z1), got (8, 8)"),
+    (dict(latent_channels=(8, 0, 8)), "latent_channels must be 3 positive integers (z3, z2, z1), got (8, 0, 8)"),
+    (dict(width=0), "width must be at least 1, got 0"),
+])
+def test_bad_config_is_rejected(kwargs, message):
+    # match= pins which check fired (see test_vae.py's test of the same name)
+    with pytest.raises(ValueError, match=re.escape(message)):
         HVAEConfig(**kwargs)
 
 
