@@ -71,7 +71,10 @@ def test_data_root_order(monkeypatch, tmp_path):
     assert resolve_data_root(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_data_root() == tmp_path / "env"
     monkeypatch.delenv(DATA_ROOT_ENV)
-    assert resolve_data_root().name == "data"
+    # the documented cache directory, spelled out: a default that ended in any other ".../data"
+    # (the working directory's, the package's) passed the old `.name == "data"` check
+    assert resolve_data_root() == Path.home() / ".cache" / "pyro_vae" / "data"
+    assert resolve_data_root("~/idx") == Path.home() / "idx"  # "~" is expanded
 
 
 def test_real_mnist_has_protocol_sizes(mnist_root):
