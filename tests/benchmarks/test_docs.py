@@ -1,0 +1,77 @@
+"""benchmarks.docs: results pages and generated regions rendered from a run's results.json."""
+
+import json
+
+import pytest
+
+from benchmarks import docs
+
+def _page_root(tmp_path, smoke_run, name="mnist-quick-hmc"):
+    _, run_dir, _ = smoke_run
+    root = tmp_path / "repo"
+    docs.collect(run_dir, root / docs.RESULTS_DIR, name=name)
+    (root / "docs").mkdir(exist_ok=True)
+    (root / "README.md").write_text(
+        "# Title\n\nHand-written prose.\n\n<!-- generated: summary -->\nstale\n"
+        "<!-- end generated -->\n\nMore prose.\n")
+    (root / "docs" / "page.md").write_text(
+        f"# Page\n\n<!-- generated: run {name} -->\n<!-- end generated -->\n\n"
+        f"<!-- generated: table {name} -->\n<!-- end generated -->\n\n"
+        f"<!-- generated: diagnosis {name} -->\n<!-- end generated -->\n\n"
+        "<!-- generated: table colormnist-quick-hmc -->\n<!-- end generated -->\n")
+    return root
+
+
+@pytest.mark.slow
+def test_a_results_page_is_rendered_from_a_smoke_runs_results(tmp_path, smoke_run):
+    root = _page_root(tmp_path, smoke_run)
+    assert docs.main(["--root", str(root)]) == 0
+    folder = root / "docs" / "results" / "mnist-quick-hmc"
+    results = json.loads((folder / "results.json").read_text())
+    assert (folder / "examples.png").is_file()
+    page = (folder / "README.md").read_text()
+    # the facts, one line each
+    for label in ("**Run**", "**Command**", "**Commit**", "**Machine**", "**Wall time**"):
+        assert sum(line.startswith(f"- {label}") for line in page.splitlines()) == 1
+    assert "`python -m benchmarks.run --dataset mnist --profile smoke" in page
+    assert results["environment"]["platform"] in page
+    wall = results["experiments"]["tables"]["wall_seconds_total"]
+    assert f"tables {wall:.0f} s" in page
+    # the table with the verdict rows, numbers from results.json
+    vae = next(e for e in results["experiments"]["tables"]["models"].values() if e["kind"] == "vae")
+    plain = vae["robustness"]["ms_ssim"]["0.1"]["plain"]
+    assert f"| VAE (ours) | {plain[0]:.2f} ({plain[1]:.2f})" in page
+    assert "| VAE: verdict |" in page and "![examples](examples.png)" in page
+
+    # generated regions are filled, the prose around them kept
+    readme = (root / "README.md").read_text()
+    assert "Hand-written prose." in readme and "More prose." in readme and "stale" not in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| Table 2 (MNIST)"))
+    verdict, _ = docs.tables_summary(results)
+    assert f"**{verdict}**" in row and f"{plain[0]:.2f} →" in row
+    assert "(docs/results/mnist-quick-hmc/README.md)" in row
+    assert "| Table 4 (Fashion-MNIST) | not run yet |" in readme  # never a number not measured
+    page_md = (root / "docs" / "page.md").read_text()
+    assert f"| VAE (ours) | {plain[0]:.2f}" in page_md
+    assert "(results/mnist-quick-hmc/README.md)" in page_md
+    assert "_Not collected yet." in page_md  # the ColorMNIST run is absent
+
+    # rendering again changes nothing; a hand edit inside a region is stale
+    assert docs.main(["--root", str(root), "--check"]) == 0
+    (root / "README.md").write_text(readme.replace("| Table 2 (MNIST) |", "| Table 2 |"))
+    assert docs.main(["--root", str(root), "--check"]) == 1
+    assert docs.main(["--root", str(root)]) == 0
+    assert (root / "README.md").read_text() == readme
+
+
+def test_collect_refuses_a_folder_without_results(tmp_path):
+    with pytest.raises(SystemExit, match="results.json"):
+        docs.collect(tmp_path, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_commit_in_results_is_shown(tmp_path, smoke_run):
+    _, run_dir, _ = smoke_run
+    results = json.loads((run_dir / "results.json").read_text())
+    results["commit"] = "abc123"
+    assert "- **Commit**: `abc123`." in docs.run_facts("x", results)
