@@ -22,7 +22,7 @@ def test_kernel_runs_inside_pyro_mcmc_and_hands_back_records(problem, kernel_cla
     x = problem.data(4)
     z0 = torch.zeros(3, 4, problem.latent_dim)
     kernel = kernel_class(problem.model, step_size=0.2, adaptation=StepSizeAdaptation("paper"),
-                          generator=torch.Generator().manual_seed(0))
+                          generator=torch.Generator().manual_seed(0), progress_every=1)
     mcmc = MCMC(kernel, num_samples=7, warmup_steps=5, initial_params={"z": z0}, disable_progbar=True)
     mcmc.run(x)
     assert mcmc.get_samples(group_by_chain=True)["z"].shape == (1, 7, 3, 4, problem.latent_dim)
@@ -32,7 +32,14 @@ def test_kernel_runs_inside_pyro_mcmc_and_hands_back_records(problem, kernel_cla
     assert records["warmup"].step_size.shape == (5, 3, 4)
     assert records["divergences"] == int(records["samples"].diverging.sum())
     assert torch.equal(kernel.state.z, mcmc.get_samples(group_by_chain=True)["z"][0, -1])
-    assert kernel.logging()["acc. prob"]
+    # The progress line (refreshed every transition here) shows the last transition's numbers; a
+    # formatted "0.000" is truthy, so parse it: a stale record or a wrong field would differ.
+    last, progress = records["samples"], kernel.logging()
+    accept = float(progress["acc. prob"])
+    assert 0.0 <= accept <= 1.0
+    assert accept == pytest.approx(float(last.accept_prob[-1].float().mean()), abs=5e-4)
+    assert float(progress["step size"]) == pytest.approx(float(kernel.step_size.median()), rel=5e-3)
+    assert progress["div."] == int(last.diverging[-1].sum())
 
 
 def test_kernel_needs_initial_latents(problem):

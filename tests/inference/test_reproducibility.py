@@ -30,7 +30,13 @@ def test_init_mean_starts_every_chain_at_the_encoder_mean(problem):
     x = problem.data(3)
     result = sample_posterior(problem.model, problem.guide, (x,), sampler="map", init="mean",
                               num_chains=2, num_warmup=0, num_samples=1, step_size=1e-3, seed=0)
-    assert torch.allclose(result.z[0, 0], result.z[1, 0])  # same start, deterministic steps
+    # One Adam step of size 1e-3 moves each coordinate by at most about 1e-3, so the first draw of
+    # every chain sits at the guide's mean 0.3·(x − b)·W (conftest's encoder), not at a shared but
+    # wrong start (a guide draw, zeros, the prior's mean): those are more than 0.1 away.
+    encoder_mean = 0.3 * (x - problem.bias) @ problem.weight
+    assert encoder_mean.abs().max() > 0.1
+    assert torch.allclose(result.z[:, 0], encoder_mean.expand(2, -1, -1), atol=2e-3)
+    assert result.config.init == "mean"
 
 
 def test_given_initial_latents_start_each_chain_there(problem):
