@@ -203,7 +203,7 @@ def test_posterior_shift_needs_one_target_per_reference(encode, chain, x_ref):
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.5])
-def test_the_chain_attacked_is_the_defence_on_the_vae_bit_for_bit(vae, x_ref, jitter):
+def test_the_chain_attacked_is_the_defence_on_the_vae(vae, x_ref, jitter):
     """UnrolledHMC on the tiny VAE equals sample_posterior("hmc") with the traced potential the
     defence runs by default, under the same seed."""
     samples = sample_posterior(vae.model, vae.guide, (x_ref,), sampler="hmc", num_chains=2, num_warmup=0,
@@ -212,4 +212,9 @@ def test_the_chain_attacked_is_the_defence_on_the_vae_bit_for_bit(vae, x_ref, ji
     generator = torch.Generator().manual_seed(4)
     z0 = initial_latents(vae.guide, (x_ref,), num_chains=2, generator=generator)
     chain = UnrolledHMC(vae.model, step_size=0.1, num_transitions=3, num_leapfrog_steps=3, jitter=jitter)
-    assert torch.equal(chain(x_ref.clone().requires_grad_(True), z0, generator), samples.final_z)
+    state, info = chain.run((x_ref.clone().requires_grad_(True),), z0, generator)
+    # The decisions exactly (a flip needs the uniform within rounding of the acceptance
+    # probability); the states, computed by two code paths whose float32 rounding may differ
+    # across torch versions and devices, to a tolerance far below one wrong step.
+    assert torch.equal(info.accepted.transpose(0, 1), samples.sample_stats["accepted"])
+    torch.testing.assert_close(state.z.detach(), samples.final_z, rtol=1e-5, atol=1e-5)

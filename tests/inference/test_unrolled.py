@@ -1,5 +1,6 @@
-"""The differentiable chain (inference/unrolled.py): the defence's own algorithm, bit for bit,
-with gradients to the data that match finite differences."""
+"""The differentiable chain (inference/unrolled.py): the defence's own algorithm (the same random
+numbers and Metropolis decisions, the same states up to float rounding), with gradients to the
+data that match finite differences."""
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ NUM_CHAINS, NUM_TRANSITIONS, NUM_LEAPFROG, STEP = 3, 5, 4, 0.4
 
 @pytest.mark.parametrize("jitter", [0.0, 0.5])
 @pytest.mark.parametrize("compile_potential", [True, False])
-def test_forward_pass_is_the_defence_bit_for_bit(problem, jitter, compile_potential):
+def test_forward_pass_is_the_defence(problem, jitter, compile_potential):
     x = problem.data(6)
     samples = sample_posterior(problem.model, problem.guide, (x,), sampler="hmc", num_chains=NUM_CHAINS,
                                num_warmup=0, num_samples=NUM_TRANSITIONS, step_size=STEP,
@@ -27,9 +28,15 @@ def test_forward_pass_is_the_defence_bit_for_bit(problem, jitter, compile_potent
     assert state.z.requires_grad
     accepted = info.accepted.transpose(0, 1)  # (C, K, N) like the sampler's stats
     assert 0.0 < accepted.float().mean() < 1.0  # both branches of the Metropolis test are taken
+    # Exact where exactness is guaranteed: the step sizes come from the same generator stream
+    # through the same function (jittered_step_size), and a Metropolis decision flips only if
+    # the uniform falls within float rounding of the acceptance probability. The states are
+    # computed by two code paths (a graph-keeping leapfrog against the sampler's traced
+    # potential), whose float32 rounding may differ across torch versions and devices: a tight
+    # tolerance, far below any real difference (one wrong momentum or decision moves z by O(0.1)).
     assert torch.equal(accepted, samples.sample_stats["accepted"])
     assert torch.equal(info.step_size.transpose(0, 1), samples.sample_stats["step_size"])
-    assert torch.equal(state.z, samples.final_z)
+    torch.testing.assert_close(state.z.detach(), samples.final_z, rtol=1e-5, atol=1e-5)
 
 
 def test_no_grad_and_uncheckpointed_runs_give_the_same_chain(problem):
