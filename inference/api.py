@@ -19,8 +19,9 @@ from torch import Tensor
 
 from inference.adaptation import ADAPT_KINDS
 from inference.layout import LatentLayout, site_names
+from inference.mass import MASS_KINDS, initial_inverse_mass
 from inference.samplers import SAMPLERS, SamplerSpec
-from inference.target import draw_initial_latents
+from inference.target import draw_initial_latents, encoder_variance
 
 _DEFAULT_TARGET_ACCEPT = {"paper": 0.9, "dual_averaging": 0.8}
 
@@ -38,6 +39,8 @@ class SamplerConfig:
     :class:`~inference.target.PosteriorTarget`).
     latent_site: the one site name, or the tuple of a hierarchical model's sites (top first)
     sampled jointly as one flat z.
+    mass_matrix: the diagonal mass matrix's source, one of :data:`inference.mass.MASS_KINDS`
+    ("identity": unit mass, the paper's).
     """
 
     sampler: str
@@ -56,6 +59,7 @@ class SamplerConfig:
     device: str
     jitter: float = 0.0
     compile_potential: bool = True
+    mass_matrix: str = "identity"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class PosteriorSamples:
           and kept transitions); None for the stock-Pyro references, which do not expose it.
         - layout: where each latent site lies in the last dimension D of z and final_z
           (``layout.split(z)`` gives the sites' values; one site for a flat model).
+        - inverse_mass: (N, D), the diagonal inverse mass matrix of the kept draws (the
+          estimate of each coordinate's posterior variance the sampler used); None for unit mass.
     """
 
     z: Tensor
@@ -88,6 +94,7 @@ class PosteriorSamples:
     config: SamplerConfig
     num_grad_evals: Tensor | None = None
     layout: LatentLayout | None = None
+    inverse_mass: Tensor | None = None
 
 
 def _resolve_adaptation(spec: SamplerSpec, adapt: str | None, target_accept: float | None):
@@ -105,6 +112,17 @@ def _resolve_adaptation(spec: SamplerSpec, adapt: str | None, target_accept: flo
     if target_accept is None:
         target_accept = spec.target_accept if spec.target_accept is not None else _DEFAULT_TARGET_ACCEPT[adapt]
     return adapt, target_accept
+
+
+def _resolve_mass(spec: SamplerSpec, mass_matrix: str) -> str:
+    if mass_matrix == "auto":
+        return spec.default_mass
+    if mass_matrix not in MASS_KINDS:
+        raise ValueError(f"mass_matrix must be 'auto' or one of {MASS_KINDS}, got {mass_matrix!r}")
+    if mass_matrix not in spec.mass_kinds:
+        allowed = " or ".join(repr(kind) for kind in spec.mass_kinds)
+        raise ValueError(f"sampler={spec.name!r} takes mass_matrix={allowed} only, got {mass_matrix!r}")
+    return mass_matrix
 
 
 def _resolve_jitter(spec: SamplerSpec, jitter: float | None) -> float:
@@ -173,6 +191,7 @@ def sample_posterior(
     model_kwargs: dict | None = None,
     jitter: float | None = None,
     compile_potential: bool = True,
+    mass_matrix: Literal["auto", "identity", "encoder", "windowed", "encoder_windowed"] = "auto",
 ) -> PosteriorSamples:
     """Sample p(z|x) ∝ p(x|z) p(z) for every point of ``model_args`` (paper Section 3).
 
@@ -203,6 +222,12 @@ def sample_posterior(
             resonate with the posterior (see :class:`~inference.kernels.BatchedKernel`).
             None: the sampler's default (hmc: 0.5, the others 0). ``jitter=0`` with
             ``sampler="hmc"`` is the paper's exact fixed-L algorithm.
+        mass_matrix: the diagonal mass matrix per point (see :mod:`inference.mass`):
+            ``"identity"`` (unit mass, the paper's), ``"encoder"`` (the guide's variance σ²(x),
+            fixed), ``"windowed"`` (Stan's windowed warm-up from unit mass),
+            ``"encoder_windowed"`` (the windows starting from, and shrunk towards, σ²(x)), or
+            ``"auto"`` (the sampler's default). With a mass matrix, ``step_size`` is in the
+            whitened coordinates z / sqrt(inverse mass).
         compile_potential: evaluate the potential and its gradient through one tensor program
             recorded from the model and checked once per run (see
             :class:`~inference.target.PosteriorTarget`; a model whose Python control flow
@@ -239,6 +264,7 @@ def sample_posterior(
     latent_site = latent_site if isinstance(latent_site, str) else sites
     adapt, target_accept = _resolve_adaptation(spec, adapt, target_accept)
     jitter = _resolve_jitter(spec, jitter)
+    mass_matrix = _resolve_mass(spec, mass_matrix)
     device = _device_of(model_args)
     generator = torch.Generator(device=device)
     seed = generator.seed() if seed is None else seed
@@ -247,13 +273,19 @@ def sample_posterior(
         sampler, num_chains, num_warmup, num_samples, float(step_size),
         spec.num_leapfrog_steps or num_leapfrog_steps, adapt, target_accept, adapt_after_warmup,
         "given" if torch.is_tensor(init) else init, max_tree_depth, latent_site, seed, str(device),
-        jitter, compile_potential,
+        jitter, compile_potential, mass_matrix,
     )
     z0, layout = draw_initial_latents(
         guide, model_args, num_chains=num_chains, init="mean" if torch.is_tensor(init) else init,
         latent_site=latent_site, generator=generator, model_kwargs=model_kwargs)
     if torch.is_tensor(init):
         z0 = _given_start(init, z0)
-    result = spec.run(model, model_args, z0, config, generator, model_kwargs, progress_bar)
+    inverse_mass = initial_inverse_mass(
+        mass_matrix, lambda: encoder_variance(guide, model_args, latent_site=latent_site,
+                                              model_kwargs=model_kwargs),
+        z0.shape[1:], like=z0)
+    result = spec.run(model, model_args, z0, config, generator, model_kwargs, progress_bar,
+                      inverse_mass)
     return PosteriorSamples(result.z, result.final_z, result.step_size, result.sample_stats,
-                            result.warmup_stats, config, result.num_grad_evals, layout)
+                            result.warmup_stats, config, result.num_grad_evals, layout,
+                            result.inverse_mass)

@@ -29,6 +29,7 @@ from torch import Tensor
 from inference.adaptation import StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
 from inference.hmc import hmc_init, hmc_step
 from inference.map import map_init, map_step
+from inference.mass import MassAdaptation, STAN_PRIOR_VARIANCE, Whitening
 from inference.nuts import nuts_step
 from inference.target import PosteriorTarget, RowsValueAndGrad, ValueAndGrad
 
@@ -76,6 +77,13 @@ class BatchedKernel(MCMCKernel):
     the traced tensor program of :class:`~inference.target.PosteriorTarget` (which falls back to
     the model itself when the program cannot be recorded faithfully).
 
+    ``inverse_mass`` (N, D): a diagonal inverse mass matrix per point, shared by its chains;
+    the kernel then integrates in whitened coordinates u = z / sqrt(inverse_mass) with unit mass
+    (see :mod:`inference.mass`), so step sizes are in those coordinates. ``adapt_mass``:
+    re-estimate it in Stan's slow warm-up windows, shrinking each window's variance towards
+    ``mass_prior`` (Stan's 1e-3 by default, or e.g. the encoder's variance); the step-size
+    adaptation restarts after each window. None and False: unit mass, nothing is wrapped.
+
     Shape:
         initial latents (C, N, D); ``step_size``: a float or a tensor broadcastable to (C, N).
     """
@@ -92,6 +100,9 @@ class BatchedKernel(MCMCKernel):
         jitter: float = 0.0,
         compile_potential: bool = True,
         progress_every: int = 50,
+        inverse_mass: Tensor | None = None,
+        adapt_mass: bool = False,
+        mass_prior: Tensor | float = STAN_PRIOR_VARIANCE,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of `model` or `potential_fn`")
@@ -99,6 +110,8 @@ class BatchedKernel(MCMCKernel):
             raise ValueError(f"step_size must be > 0, got {step_size}")
         if not 0.0 <= jitter < 1.0:
             raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+        if inverse_mass is not None and not bool(torch.all(torch.isfinite(inverse_mass) & (inverse_mass > 0))):
+            raise ValueError("inverse_mass must be finite and > 0 everywhere")
         self.model = model
         self.potential_fn = potential_fn
         self.latent_site = latent_site
@@ -110,6 +123,12 @@ class BatchedKernel(MCMCKernel):
         # Latents live in unconstrained space; a non-None value tells MCMC not to look for any.
         self.transforms: dict = {}
         self._step_size0 = step_size
+        self._inverse_mass0 = inverse_mass
+        self.adapt_mass = adapt_mass
+        self.mass_prior = mass_prior
+        self._whitening: Whitening | None = None
+        self._mass_adaptation: MassAdaptation | None = None
+        self._position: Tensor | None = None
         self._initial_params: dict | None = None
         self._records: dict[str, list] = {"warmup": [], "samples": []}
         self._progress: OrderedDict = OrderedDict()
@@ -136,8 +155,19 @@ class BatchedKernel(MCMCKernel):
 
     @property
     def state(self):
-        """The current ``*State`` record of all chains."""
+        """The current ``*State`` record of all chains (in whitened coordinates when the kernel
+        has a mass matrix; :attr:`position` is always the model's z)."""
         return self._state
+
+    @property
+    def position(self) -> Tensor:
+        """The chains' current latents z in the model's coordinates. Shape: (C, N, D)."""
+        return self._position
+
+    @property
+    def inverse_mass(self) -> Tensor | None:
+        """The current diagonal inverse mass matrix per point, (N, D); None for unit mass."""
+        return None if self._whitening is None else self._whitening.scale.square()
 
     @property
     def num_grad_evals(self) -> Tensor:
@@ -147,13 +177,15 @@ class BatchedKernel(MCMCKernel):
 
     @classmethod
     def from_config(cls, model: Callable, config, *, adaptation: StepSizeAdaptation | None,
-                    generator: torch.Generator | None) -> "BatchedKernel":
+                    generator: torch.Generator | None, **mass_options) -> "BatchedKernel":
         """The kernel for one ``sample_posterior`` run, from its resolved
         :class:`~inference.api.SamplerConfig` (the sampler's own options come from
-        :meth:`_config_options`)."""
+        :meth:`_config_options`; ``mass_options``: ``inverse_mass``, ``adapt_mass``,
+        ``mass_prior``)."""
         return cls(model, step_size=config.step_size, adaptation=adaptation, generator=generator,
                    latent_site=config.latent_site, jitter=config.jitter,
-                   compile_potential=config.compile_potential, **cls._config_options(config))
+                   compile_potential=config.compile_potential, **mass_options,
+                   **cls._config_options(config))
 
     @classmethod
     def _config_options(cls, config) -> dict:
@@ -175,21 +207,57 @@ class BatchedKernel(MCMCKernel):
                 self.model, model_args, latent_site=self.latent_site,
                 num_chains=z0.shape[0], model_kwargs=model_kwargs, compile=self.compile_potential,
             )
-            self._value_and_grad = target.value_and_grad
-            self._value_and_grad_rows = target.value_and_grad_rows
+            value_and_grad, value_and_grad_rows = target.value_and_grad, target.value_and_grad_rows
         else:
-            self._value_and_grad = self.potential_fn
-            self._value_and_grad_rows = getattr(self.potential_fn, "value_and_grad_rows", None)
+            value_and_grad = self.potential_fn
+            value_and_grad_rows = getattr(self.potential_fn, "value_and_grad_rows", None)
+        self._setup_mass(z0, warmup_steps)
+        if self._whitening is None:
+            self._value_and_grad, self._value_and_grad_rows = value_and_grad, value_and_grad_rows
+        else:
+            self._value_and_grad = self._whitening.value_and_grad(value_and_grad)
+            self._value_and_grad_rows = self._whitening.value_and_grad_rows(value_and_grad_rows)
         self._warmup_steps = warmup_steps
         self._t = 0
         self._records = {"warmup": [], "samples": []}
         self._num_grad_evals = torch.zeros(z0.shape[:-1], dtype=torch.int64, device=z0.device)
         self._state = self._start(z0.detach())
-        # MCMC hands these params to the first sample(): give it the state's own tensor, so the
+        # MCMC hands these params to the first sample(): give it the kernel's own tensor, so the
         # start is not mistaken for a move by the caller (and evaluated a second time).
-        self._initial_params = {**self._initial_params, self.latent_site: self._state.z}
+        self._initial_params = {**self._initial_params, self.latent_site: self._position}
         step = torch.as_tensor(self._step_size0, dtype=z0.dtype, device=z0.device)
         self._adapt = adapt_init(step.expand(z0.shape[:-1]).clone())
+
+    def _setup_mass(self, z0: Tensor, warmup_steps: int) -> None:
+        """The whitening of this run (None: unit mass) and its windowed adaptation."""
+        inverse_mass = self._inverse_mass0
+        if inverse_mass is None and self.adapt_mass:
+            inverse_mass = torch.ones(z0.shape[1:], dtype=z0.dtype, device=z0.device)
+        if inverse_mass is None:
+            self._whitening = self._mass_adaptation = None
+            return
+        if tuple(inverse_mass.shape) != tuple(z0.shape[1:]):
+            raise ValueError(f"inverse_mass must have shape (N, D) = {tuple(z0.shape[1:])}, "
+                             f"got {tuple(inverse_mass.shape)}")
+        self._whitening = Whitening(inverse_mass.to(z0).sqrt(), num_chains=z0.shape[0])
+        self._mass_adaptation = MassAdaptation(warmup_steps, self.mass_prior) if self.adapt_mass else None
+
+    def _update_mass(self, in_warmup: bool) -> None:
+        """At the end of a slow warm-up window: the window's variance becomes the inverse mass
+        (where it is finite and positive; a point whose draws are not keeps its old one), the
+        state is re-expressed in the new coordinates and the step-size adaptation restarts."""
+        if self._mass_adaptation is None or not in_warmup:
+            return
+        inverse_mass = self._mass_adaptation.observe(self._t, self._position)
+        if inverse_mass is None:
+            return
+        old = self._whitening.scale
+        usable = torch.isfinite(inverse_mass) & (inverse_mass > 0)
+        new_scale = torch.where(usable, inverse_mass.clamp(min=torch.finfo(old.dtype).tiny).sqrt(), old)
+        self._state = self._whitening.rescale(self._state, new_scale)
+        self._position = self._whitening.to_model(self._state.z)
+        if self.adaptation is not None:
+            self._adapt = adapt_init(self._adapt.step_size)
 
     def cleanup(self):
         # Free the conditioned model (it holds the tiled data); the final state, step sizes,
@@ -204,7 +272,7 @@ class BatchedKernel(MCMCKernel):
 
     def sample(self, params: dict) -> dict:
         z = params[self.latent_site]
-        if z is not self._state.z:  # the caller moved the chains: start again from there
+        if z is not self._position:  # the caller moved the chains: start again from there
             self._state = self._start(z.detach())
         if self._t == self._warmup_steps:
             self.end_warmup()
@@ -214,13 +282,19 @@ class BatchedKernel(MCMCKernel):
         self._records["warmup" if in_warmup else "samples"].append(info)
         if self.adaptation is not None and (in_warmup or self.adaptation.continue_after_warmup):
             self._adapt = adapt_update(self.adaptation, self._adapt, self._adaptation_statistic(info))
+        self._position = self._to_model(self._state.z)
+        self._update_mass(in_warmup)
         self._t += 1
-        return {self.latent_site: self._state.z}
+        return {self.latent_site: self._position}
+
+    def _to_model(self, z: Tensor) -> Tensor:
+        return z if self._whitening is None else self._whitening.to_model(z)
 
     def _start(self, z: Tensor):
-        """Initial state (one potential-and-gradient evaluation per chain)."""
-        state = self._init_state(z)
+        """Initial state (one potential-and-gradient evaluation per chain) from model-space z."""
+        state = self._init_state(z if self._whitening is None else self._whitening.to_whitened(z))
         self._num_grad_evals += 1
+        self._position = self._to_model(state.z)
         return state
 
     def _jittered(self, step_size: Tensor) -> Tensor:
@@ -325,6 +399,8 @@ class BatchedMAP(BatchedKernel):
             raise ValueError("MAP has no step-size adaptation; pass adaptation=None")
         if kwargs.get("jitter", 0.0) != 0.0:
             raise ValueError("MAP has no step-size jitter; pass jitter=0")
+        if kwargs.get("inverse_mass") is not None or kwargs.get("adapt_mass"):
+            raise ValueError("MAP has no mass matrix (Adam scales its own steps); pass inverse_mass=None")
         super().__init__(model, potential_fn, **kwargs)
 
     def _init_state(self, z):

@@ -23,8 +23,10 @@ from pyro.infer import MCMC
 from torch import Tensor
 
 from inference.adaptation import ADAPT_KINDS, StepSizeAdaptation
+from inference.chees import CHEES_TARGET_ACCEPT, BatchedChEES
 from inference.kernels import BatchedHMC, BatchedKernel, BatchedMAP, BatchedNUTS
 from inference.mala import MALA_TARGET_ACCEPT, BatchedMALA
+from inference.mass import MASS_KINDS, STAN_PRIOR_VARIANCE, is_windowed, uses_encoder
 from inference.reference import run_stock_pyro
 
 # Default step-size jitter of "hmc": η·(1 ± 0.5). Chosen on the linear-Gaussian posterior of
@@ -41,7 +43,8 @@ class RunResult(NamedTuple):
 
     Shape: z (C, S, N, D) kept draws; final_z (C, N, D); step_size (C, N); sample_stats /
     warmup_stats name -> (C, T, N); num_grad_evals (C, N) potential-and-gradient evaluations
-    per chain and point, the initial one included (None where the sampler cannot count them).
+    per chain and point, the initial one included (None where the sampler cannot count them);
+    inverse_mass (N, D) the diagonal inverse mass matrix of the kept draws (None: unit mass).
     """
 
     z: Tensor
@@ -50,10 +53,13 @@ class RunResult(NamedTuple):
     sample_stats: dict[str, Tensor]
     warmup_stats: dict[str, Tensor]
     num_grad_evals: Tensor | None
+    inverse_mass: Tensor | None = None
 
 
-# (model, model_args, z0 (C, N, D), config, generator, model_kwargs, progress_bar) -> RunResult
-Runner = Callable[[Callable, tuple, Tensor, Any, torch.Generator, "dict | None", bool], RunResult]
+# (model, model_args, z0 (C, N, D), config, generator, model_kwargs, progress_bar,
+#  inverse_mass (N, D) or None) -> RunResult
+Runner = Callable[[Callable, tuple, Tensor, Any, torch.Generator, "dict | None", bool, "Tensor | None"],
+                  RunResult]
 
 
 def info_to_stats(info) -> dict[str, Tensor]:
@@ -70,13 +76,20 @@ def info_to_stats(info) -> dict[str, Tensor]:
 
 
 def run_kernel(kernel_class: type[BatchedKernel], model, model_args, z0, config, generator,
-               model_kwargs, progress_bar) -> RunResult:
-    """All chains of all points as one batched kernel inside ``pyro.infer.MCMC``."""
+               model_kwargs, progress_bar, inverse_mass=None) -> RunResult:
+    """All chains of all points as one batched kernel inside ``pyro.infer.MCMC``, with the
+    mass matrix of ``config.mass_matrix`` starting from ``inverse_mass`` (N, D) (None: ones)."""
     adaptation = None
     if config.adapt is not None:
         adaptation = StepSizeAdaptation(config.adapt, config.target_accept,
                                         continue_after_warmup=config.adapt_after_warmup)
-    kernel = kernel_class.from_config(model, config, adaptation=adaptation, generator=generator)
+    mass_options = {}
+    if config.mass_matrix != "identity":
+        mass_options = dict(inverse_mass=inverse_mass, adapt_mass=is_windowed(config.mass_matrix),
+                            mass_prior=inverse_mass if uses_encoder(config.mass_matrix)
+                            else STAN_PRIOR_VARIANCE)
+    kernel = kernel_class.from_config(model, config, adaptation=adaptation, generator=generator,
+                                      **mass_options)
     site = config.latent_site
     mcmc = MCMC(kernel, num_samples=config.num_samples, warmup_steps=config.num_warmup,
                 initial_params={site: z0}, disable_progbar=not progress_bar, transforms={})
@@ -85,15 +98,17 @@ def run_kernel(kernel_class: type[BatchedKernel], model, model_args, z0, config,
     records = kernel.diagnostics()
     return RunResult(
         z=draws.transpose(0, 1).contiguous(),
-        final_z=kernel.state.z.clone(),
+        final_z=kernel.position.clone(),
         step_size=kernel.step_size.clone(),
         sample_stats=info_to_stats(records["samples"]),
         warmup_stats=info_to_stats(records["warmup"]),
         num_grad_evals=kernel.num_grad_evals.clone(),
+        inverse_mass=None if kernel.inverse_mass is None else kernel.inverse_mass.clone(),
     )
 
 
-def _run_stock(model, model_args, z0, config, generator, model_kwargs, progress_bar) -> RunResult:
+def _run_stock(model, model_args, z0, config, generator, model_kwargs, progress_bar,
+               inverse_mass=None) -> RunResult:
     # Stock Pyro seeds its global RNG per chain from config.seed and has its own progress bar
     # per chain; it does not expose how many gradients its trees or step-size search used.
     z, step, sample_stats, warmup_stats = run_stock_pyro(model, model_args, z0, config, model_kwargs)
@@ -109,8 +124,10 @@ class SamplerSpec:
     means (None: no adaptation). target_accept: its default target, None for the adaptation
     kind's own (0.9 for the paper's rule, 0.8 for dual averaging). jitter: its default
     step-size jitter (see :class:`~inference.kernels.BatchedKernel`); jitter_allowed: whether
-    any jitter makes sense for it. num_leapfrog_steps: a fixed L that overrides the caller's
-    (MALA: 1), None to take the caller's. multi_site: whether it can sample several latent
+    any jitter makes sense for it. mass_kinds: the mass matrices it accepts (see
+    :mod:`inference.mass`); default_mass: what ``mass_matrix="auto"`` means.
+    num_leapfrog_steps: a fixed L that overrides the caller's (MALA: 1), None to take the
+    caller's. multi_site: whether it can sample several latent
     sites jointly (every batched kernel can: they see one flat z). mcmc: whether it draws
     from the posterior (False for mode finding, which only climbs it).
     """
@@ -123,6 +140,8 @@ class SamplerSpec:
     target_accept: float | None = None
     jitter: float = 0.0
     jitter_allowed: bool = True
+    mass_kinds: tuple[str, ...] = MASS_KINDS
+    default_mass: str = "identity"
     num_leapfrog_steps: int | None = None
     multi_site: bool = True
     mcmc: bool = True
@@ -135,14 +154,19 @@ class SamplerSpec:
                              f"is not one of its adapt_kinds {self.adapt_kinds}")
         if not 0.0 <= self.jitter < 1.0 or (self.jitter and not self.jitter_allowed):
             raise ValueError(f"sampler {self.name!r}: bad default jitter {self.jitter}")
+        if self.default_mass not in self.mass_kinds:
+            raise ValueError(f"sampler {self.name!r}: default_mass {self.default_mass!r} "
+                             f"is not one of its mass_kinds {self.mass_kinds}")
 
     def run(self, model, model_args, z0, config, generator, model_kwargs=None,
-            progress_bar=False) -> RunResult:
-        """Run the sampler from z0 (C, N, D) with the resolved ``config``."""
+            progress_bar=False, inverse_mass=None) -> RunResult:
+        """Run the sampler from z0 (C, N, D) with the resolved ``config`` and the starting
+        inverse mass matrix (N, D) of ``config.mass_matrix`` (None for unit mass)."""
         if self.runner is not None:
-            return self.runner(model, model_args, z0, config, generator, model_kwargs, progress_bar)
+            return self.runner(model, model_args, z0, config, generator, model_kwargs, progress_bar,
+                               inverse_mass)
         return run_kernel(self.kernel, model, model_args, z0, config, generator, model_kwargs,
-                          progress_bar)
+                          progress_bar, inverse_mass)
 
 
 class SamplerRegistry(Mapping):
@@ -180,10 +204,12 @@ SAMPLERS = SamplerRegistry([
     SamplerSpec("nuts", kernel=BatchedNUTS),
     # Adam on U (Appendix B.3): step_size is the learning rate, nothing to adapt or jitter.
     SamplerSpec("map", kernel=BatchedMAP, adapt_kinds=(), default_adapt=None, jitter_allowed=False,
-                mcmc=False),
+                mass_kinds=("identity",), mcmc=False),
     SamplerSpec("mala", kernel=BatchedMALA, target_accept=MALA_TARGET_ACCEPT, num_leapfrog_steps=1),
+    SamplerSpec("chees", kernel=BatchedChEES, adapt_kinds=("dual_averaging",), target_accept=CHEES_TARGET_ACCEPT,
+                jitter_allowed=False),
     SamplerSpec("pyro_hmc", runner=_run_stock, adapt_kinds=("dual_averaging",), jitter_allowed=False,
-                multi_site=False),
+                mass_kinds=("identity",), multi_site=False),
     SamplerSpec("pyro_nuts", runner=_run_stock, adapt_kinds=("dual_averaging",), jitter_allowed=False,
-                multi_site=False),
+                mass_kinds=("identity",), multi_site=False),
 ])

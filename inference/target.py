@@ -340,6 +340,7 @@ class _DrawFromGuide(Messenger):
         self.sites = sites
         self.mean = mean
         self.generator = generator
+        self.scales: dict[str, Tensor] = {}  # each site's q scale where it was drawn
 
     def _pyro_sample(self, msg):
         if msg["name"] not in self.sites or msg["value"] is not None:
@@ -353,6 +354,7 @@ class _DrawFromGuide(Messenger):
                 f"got {type(msg['fn']).__name__}"
             )
         loc, scale = torch.broadcast_tensors(base.loc, base.scale)
+        self.scales[msg["name"]] = scale
         if self.mean:
             msg["value"] = loc
         else:
@@ -403,6 +405,32 @@ def draw_initial_latents(
     layout = LatentLayout(sites, tuple(tuple(v.shape[1:]) for v in values))
     z = torch.cat([v.reshape(rows, -1) for v in values], dim=1).reshape(copies, -1, layout.dim)
     return z.expand(num_chains, -1, -1).clone(), layout
+
+
+def encoder_variance(
+    guide: Callable,
+    model_args: tuple = (),
+    *,
+    latent_site: str | Sequence[str] = "z",
+    model_kwargs: dict | None = None,
+) -> Tensor:
+    """The guide's variance σ²(x) of every latent coordinate, flattened in site order like the
+    latents (a hierarchical guide's lower groups at the means of the groups above): the free,
+    per-point inverse mass matrix of :mod:`inference.mass`.
+
+    Shape:
+        returns (N, D) on the guide's device.
+    """
+    sites = site_names(latent_site)
+    draw = _DrawFromGuide(sites, mean=True, generator=None)
+    kwargs = model_kwargs or {}
+    with torch.no_grad(), poutine.block():
+        poutine.trace(draw(guide)).get_trace(*model_args, **kwargs)
+    missing = [name for name in sites if name not in draw.scales]
+    if missing:
+        raise ValueError(f"guide has no sample site named {missing[0]!r}")
+    scales = [draw.scales[name].detach() for name in sites]
+    return torch.cat([s.reshape(s.shape[0], -1) for s in scales], dim=1).square()
 
 
 def initial_latents(
