@@ -25,39 +25,89 @@ def test_reaches_high_accuracy_on_separable_data():
     assert not classifier.weight.requires_grad
 
 
-def test_training_is_reproducible_and_keeps_the_best_weights():
+def test_training_is_reproducible():
     (train, train_labels), (val, val_labels) = blobs(500, 3), blobs(500, 4)
     config = ClassifierConfig(max_epochs=8, early_stopping_patience=3)
-    fits = [train_latent_classifier(train_codes=train, train_labels=train_labels, val_codes=val,
-                                    val_labels=val_labels, num_classes=5, config=config,
-                                    generator=torch.Generator().manual_seed(1)) for _ in range(2)]
-    assert torch.equal(fits[0].weight, fits[1].weight)
-    assert fits[0].out_features == 5
-    assert classifier_accuracy(fits[0], codes=val, labels=val_labels) > 0.95
+
+    def fit(seed):
+        return train_latent_classifier(train_codes=train, train_labels=train_labels, val_codes=val,
+                                       val_labels=val_labels, num_classes=5, config=config,
+                                       generator=torch.Generator().manual_seed(seed))
+
+    first, again, other = fit(1), fit(1), fit(2)
+    assert torch.equal(first.weight, again.weight) and torch.equal(first.bias, again.bias)
+    assert not torch.equal(first.weight, other.weight)  # the minibatch order does come from it
+    assert first.out_features == 5
+    assert classifier_accuracy(first, codes=val, labels=val_labels) > 0.95
 
 
-def test_best_validation_weights_are_kept():
-    # Overlapping classes and lr-1 steps on small batches: validation accuracy goes up and down.
-    (train, train_labels), (val, val_labels) = blobs(400, 3, spread=2.5), blobs(400, 4, spread=2.5)
-    config = ClassifierConfig(batch_size=16, max_epochs=8, lr_patience=100,
-                              early_stopping_patience=100)
-    # The same SGD run written out, recording the accuracy of the latest weights every epoch.
+# Overlapping classes and lr-1 steps on small batches: validation accuracy goes up and down.
+NOISY_TRAIN, NOISY_VAL = blobs(400, 3, spread=2.5), blobs(400, 4, spread=2.5)
+
+
+def written_out_sgd(num_epochs, seed=1, batch_size=16):
+    """The classifier's SGD run written out (zero start, lr 1, never reduced), returning the
+    validation accuracy of the latest weights after every epoch."""
+    (train, train_labels), (val, val_labels) = NOISY_TRAIN, NOISY_VAL
     linear = torch.nn.Linear(8, 4)
     torch.nn.init.zeros_(linear.weight), torch.nn.init.zeros_(linear.bias)
     optimizer, generator = torch.optim.SGD(linear.parameters(), lr=1.0), torch.Generator()
-    generator.manual_seed(1)
+    generator.manual_seed(seed)
     latest = []
-    for _ in range(8):
-        for batch in torch.randperm(400, generator=generator).split(16):
+    for _ in range(num_epochs):
+        for batch in torch.randperm(len(train), generator=generator).split(batch_size):
             optimizer.zero_grad()
             F.cross_entropy(linear(train[batch]), train_labels[batch]).backward()
             optimizer.step()
         latest.append(classifier_accuracy(linear, codes=val, labels=val_labels))
+    return latest
+
+
+def fit_noisy(generator, **config):
+    (train, train_labels), (val, val_labels) = NOISY_TRAIN, NOISY_VAL
+    # lr_patience beyond max_epochs: the plateau schedule never fires, as in written_out_sgd
+    config = ClassifierConfig(batch_size=16, lr_patience=100, **config)
+    return train_latent_classifier(train_codes=train, train_labels=train_labels, val_codes=val,
+                                   val_labels=val_labels, config=config, generator=generator)
+
+
+def test_best_validation_weights_are_kept():
+    """Catches returning the last epoch's weights instead of the best epoch's."""
+    latest = written_out_sgd(8)
     assert latest[-1] < max(latest)  # so returning the last weights would fail below
-    fitted = train_latent_classifier(train_codes=train, train_labels=train_labels, val_codes=val,
-                                     val_labels=val_labels, config=config,
-                                     generator=torch.Generator().manual_seed(1))
+    fitted = fit_noisy(torch.Generator().manual_seed(1), max_epochs=8, early_stopping_patience=100)
+    val, val_labels = NOISY_VAL
     assert classifier_accuracy(fitted, codes=val, labels=val_labels) == pytest.approx(max(latest))
+
+
+def test_early_stopping_after_patience_epochs_without_improvement():
+    """Training stops once `early_stopping_patience` epochs in a row have not beaten the best
+    validation accuracy. The number of epochs run is read off the generator: each epoch draws
+    exactly one permutation. Catches early stopping that never fires (more epochs, and a later,
+    better epoch's weights), an off-by-one in the patience, and counting from the last epoch
+    instead of the best one."""
+    patience, max_epochs = 4, 30
+    latest = written_out_sgd(max_epochs)
+    best, expected_epochs = -1.0, None
+    for epoch, accuracy in enumerate(latest, start=1):
+        if accuracy > best:
+            best, since_best = accuracy, 0
+        else:
+            since_best += 1
+            if since_best == patience:
+                expected_epochs = epoch
+                break
+    assert expected_epochs is not None and expected_epochs < max_epochs
+    assert max(latest[expected_epochs:]) > best  # running on would have found better weights
+
+    generator = torch.Generator().manual_seed(1)
+    fitted = fit_noisy(generator, max_epochs=max_epochs, early_stopping_patience=patience)
+    replay = torch.Generator().manual_seed(1)
+    for _ in range(expected_epochs):
+        torch.randperm(len(NOISY_TRAIN[0]), generator=replay)
+    assert torch.equal(generator.get_state(), replay.get_state())
+    val, val_labels = NOISY_VAL
+    assert classifier_accuracy(fitted, codes=val, labels=val_labels) == pytest.approx(best)
 
 
 def test_rejects_mismatched_inputs_and_bad_config():
