@@ -236,9 +236,9 @@ def tables_summary(results: dict) -> tuple[str, str]:
 def posterior_ratio_summary(results: dict) -> tuple[str, str]:
     """reproduced: the defence lowers the median log ratio and the KS test separates the two."""
     section = results["experiments"]["posterior_ratio"]
-    before, after = (statistics.median(section[key]) if isinstance(section[key], list)
-                     else section[key].get("median") for key in ("without_defence",
-                                                                 "with_defence"))
+    # the lower median, as the report's (torch's) median
+    before, after = (statistics.median_low(section[key]) for key in ("without_defence",
+                                                                     "with_defence"))
     p_value = section["ks_pvalue"]
     verdict = "reproduced" if after < before and p_value < 0.05 else "not reproduced"
     return verdict, (f"median log ratio {before:.1f} → {after:.1f} nats; KS p = {p_value:.2g} "
@@ -246,20 +246,21 @@ def posterior_ratio_summary(results: dict) -> tuple[str, str]:
 
 
 def transitions_summary(results: dict) -> tuple[str, str]:
-    """reproduced: robustness grows with T (last T above T = 0 by 2 standard errors) and the
+    """reproduced: robustness grows with T (the last T above T = 0 by 2 standard errors) and the
     last T is within 2 standard errors of T = 100 (the paper: little gain beyond T = 100)."""
-    curve = {point["transitions"]: point for point in
+    curve = {point["transitions"]: point["ms_ssim"] for point in
              results["experiments"]["transitions"]["curve"]}
     first, last = curve[min(curve)], curve[max(curve)]
-    grows = last["ms_ssim"] - first["ms_ssim"] > 2 * math.hypot(
-        _finite(first["standard_error"]), _finite(last["standard_error"]))
+
+    def apart(a, b) -> float:
+        return 2 * math.hypot(_finite(a[1]), _finite(b[1]))
+
+    grows = last[0] - first[0] > apart(first, last)
     middle = curve.get(100)
-    flat = middle is None or abs(last["ms_ssim"] - middle["ms_ssim"]) <= 2 * math.hypot(
-        _finite(middle["standard_error"]), _finite(last["standard_error"]))
+    flat = middle is None or abs(last[0] - middle[0]) <= apart(middle, last)
     verdict = "reproduced" if grows and flat else ("partly" if grows else "not reproduced")
-    shown = [first, *([middle] if middle is not None and middle is not last else []), last]
-    return verdict, "MS-SSIM " + ", ".join(f"{p['ms_ssim']:.2f} at T = {p['transitions']}"
-                                           for p in shown)
+    shown = sorted({min(curve), *([100] if middle is not None else []), max(curve)})
+    return verdict, "MS-SSIM " + ", ".join(f"{curve[t][0]:.2f} at T = {t}" for t in shown)
 
 
 def _scored_gains(section: dict) -> dict[str, tuple[float, float]]:
@@ -467,6 +468,10 @@ def directive(text: str, runs: dict[str, dict], *, base: str) -> list[str]:
         lines = _renderers()[experiment](results, section)
         if lines and lines[0].startswith("#"):
             lines = lines[1:]  # the page's own heading replaces the report's
+        while lines and not lines[0].strip():
+            lines = lines[1:]
+        while lines and not lines[-1].strip():
+            lines = lines[:-1]
         facts = f"`{command(results, experiment)}`: {_seconds(section['wall_seconds_total'])}."
         return [facts, "", *_with_figures(lines, run, base)]
     raise ValueError(f"unknown directive {text!r}")
