@@ -111,13 +111,25 @@ def test_stock_pyro_reference_recovers_posterior(problem, sampler):
     assert_matches_gaussian(result.z, mean, cov)
 
 
-def test_map_finds_the_posterior_mode(problem):
+def test_map_climbs_from_the_encoder_mean_to_the_posterior_mode(problem):
+    """Recorded from the first step (no warm-up) and started at the deliberately poor encoder
+    mean, which lies 0.85 to 257 nats of log p(x, z) below the mode: the chain has to climb the
+    whole way. Catches a step that descends log p or stalls (the final z misses the mode), an
+    ``lp`` record that is not log p(x, z) of the draw, and an optimiser that overshoots and stays
+    above the maximum (impossible for a correct lp)."""
     x = problem.data(20)
-    result = sample_posterior(problem.model, problem.guide, (x,), sampler="map", num_chains=2,
-                              num_warmup=1000, num_samples=5, step_size=0.05, seed=0)
+    result = sample_posterior(problem.model, problem.guide, (x,), sampler="map", init="mean",
+                              num_chains=2, num_warmup=0, num_samples=1000, step_size=0.05, seed=0)
     mode, _ = problem.posterior(x)  # Gaussian posterior: mode = mean
+    start = 0.3 * (x - problem.bias) @ problem.weight  # the guide's mean (conftest)
+    peak = problem.log_joint(x, mode)  # (N,)
+    assert (peak - problem.log_joint(x, start) > 0.5).all()  # far from the mode at the start
     assert result.config.adapt is None
-    assert torch.allclose(result.final_z, mode.expand_as(result.final_z), atol=1e-3)
+
     lp = result.sample_stats["lp"]
-    assert lp.shape == (2, 5, 20)
-    assert torch.all(lp[:, -1] >= lp[:, 0] - 1e-6)
+    assert lp.shape == (2, 1000, 20)
+    torch.testing.assert_close(lp, problem.log_joint(x, result.z), rtol=1e-5, atol=1e-4)
+    assert (lp <= peak + 1e-4).all()
+    assert (lp[:, -1] > lp[:, 0]).all()
+    assert torch.allclose(lp[:, -1], peak.expand_as(lp[:, -1]), atol=1e-4)
+    assert torch.allclose(result.final_z, mode.expand_as(result.final_z), atol=1e-3)
