@@ -12,8 +12,12 @@ from dataclasses import asdict, dataclass, fields, replace
 PAPER_SAMPLER = {"mnist": (500, 0.1), "fashionmnist": (1000, 0.05), "colormnist": (1000, 0.05)}
 # Table 8, "NVAE MNIST": the hierarchical models' (T, η₀), the paper's only 28×28 NVAE setting.
 PAPER_SAMPLER_HIERARCHICAL = (2000, 1e-4)
-# knobs that only matter to models trained in the run
-TRAINING_FIELDS = ("epochs", "max_train_points")
+# knobs that only matter to models trained in the run (not ``max_train_points``: it also cuts the
+# latent classifiers' and the FD-CNN's training data, so it is a cut whatever the models' source)
+TRAINING_FIELDS = ("epochs",)
+# knobs that size the models' evaluation (Table 7's NLL / ELBO / MSE and the FD-CNN), not the
+# robustness tables; each has a command-line override (``--eval-points`` ...)
+EVALUATION_FIELDS = ("eval_points", "nll_samples", "fid_points", "feature_epochs")
 PAPER_MODELS = (("vae", 1.0), ("beta_vae", 2.0), ("beta_vae", 5.0), ("beta_vae", 10.0),
                 ("beta_tcvae", 2.0), ("beta_tcvae", 5.0), ("beta_tcvae", 10.0))
 
@@ -48,8 +52,8 @@ class Profile:
     num_chains: int
     warmup_fraction: float
     eval_points: int | None  # test (and validation) points for ELBO / NLL / MSE; None = all
-    nll_samples: int
-    fid_points: int
+    nll_samples: int  # importance samples k of the NLL (the paper: 1000)
+    fid_points: int  # test images (and as many prior samples) of the FD-CNN
     feature_epochs: int  # epochs of the CNN whose features replace Inception's for the FID
 
     def sampler_settings(self, dataset: str, *, hierarchical: bool = False) -> tuple[int, float]:

@@ -9,6 +9,12 @@ settings shares: ``results.json`` (the run's settings, versions and device, and 
 experiment run so far), ``report.md`` (all those sections), each experiment's figures, the chains
 as ArviZ NetCDF (``chains/``), and every intermediate stage, which a rerun or another experiment
 reuses (``--fresh`` recomputes).
+
+``--models paper --zoo-only`` runs the paper's seven models (VAE, β-VAE and β-TCVAE with β 2, 5,
+10) from the pretrained zoo, stopping before any work when an entry is missing (it names each one
+and the command that trains it); ``--eval-points`` / ``--nll-samples`` / ``--fid-points`` /
+``--feature-epochs`` size the model evaluation, and a zoo model whose provenance records the same
+k and points reuses its recorded ELBO / NLL / MSE.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -26,13 +33,13 @@ import torch
 from inference import SAMPLERS
 from pyro_vae import DATASET_NAMES, MODEL_KINDS, DatasetNotFoundError
 from pyro_vae.vae import DECODER_OUTPUTS
-from pyro_vae.zoo import entry_name, zoo_index
+from pyro_vae.zoo import ZOO_DIR, entry_name, training_command, zoo_index
 
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .experiments import EXPERIMENTS
 from .stages.models import model_tag
-from .profiles import PROFILES, TRAINING_FIELDS, Profile, with_overrides
+from .profiles import PAPER_MODELS, PROFILES, TRAINING_FIELDS, Profile, with_overrides
 from .report import render
 
 RUN_SAMPLERS = tuple(s for s in SAMPLERS if not s.startswith("pyro_"))  # batched ones only
@@ -50,16 +57,21 @@ def radius_list(text: str) -> tuple[float, ...]:
 
 
 MODEL_FORMS = ("vae, beta_vae:<β>, beta_tcvae:<β>, hvae or hvae:<β> (the hierarchical VAE, "
-               "every group's KL weighted by β; β > 0), comma-separated")
+               "every group's KL weighted by β; β > 0), comma-separated; or paper (the paper's "
+               "seven: vae, beta_vae:2,5,10, beta_tcvae:2,5,10)")
 OPTIONAL_BETA = ("hvae",)  # kinds whose β defaults to 1
+PAPER_MODELS_NAME = "paper"  # --models paper: the seven models of the paper's Tables 2-4
 
 
 def model_list(text: str) -> tuple[tuple[str, float], ...]:
-    """'vae,beta_vae:5,hvae' → (('vae', 1.0), ('beta_vae', 5.0), ('hvae', 1.0)).
+    """'vae,beta_vae:5,hvae' → (('vae', 1.0), ('beta_vae', 5.0), ('hvae', 1.0)); 'paper' → the
+    paper's seven models (``profiles.PAPER_MODELS``).
 
     Every form is checked here, at parse time, so a bad value stops the command before any work
     is done or any run directory is pinned.
     """
+    if text.strip() == PAPER_MODELS_NAME:
+        return PAPER_MODELS
     models = []
     for part in text.split(","):
         kind, has_beta, beta_text = part.strip().partition(":")
@@ -98,6 +110,17 @@ def integer_at_least(minimum: int):
 
 
 at_least_one = integer_at_least(1)
+ALL_POINTS = "all"  # --eval-points all: the whole test split (the paper's protocol)
+
+
+def points_or_all(text: str) -> int | str:
+    """An argparse type for ``--eval-points``: a count ≥ 1, or ``all`` (the whole split)."""
+    if text.strip().lower() == ALL_POINTS:
+        return ALL_POINTS
+    try:
+        return at_least_one(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error}, or 'all' for the whole test split") from None
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:
@@ -136,9 +159,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sampler", default="hmc", choices=RUN_SAMPLERS,
                         help="the defence: batched HMC (paper), NUTS, or MAP mode finding")
     parser.add_argument("--fresh", action="store_true", help="recompute every stage")
-    parser.add_argument("--train", action="store_true",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--train", action="store_true",
                         help="train every model in the run with the profile's epochs instead of "
                              "using the pretrained zoo's model")
+    source.add_argument("--zoo-only", action="store_true",
+                        help="every model must come from the pretrained zoo: stop before any work, "
+                             "naming each missing entry and the command that trains it, instead "
+                             "of training it here with the profile's epochs")
     parser.add_argument("--model-seed", type=int, default=None,
                         help="seed of the models trained in the run (default: --seed); the "
                              "references, attacks and chains keep --seed")
@@ -157,7 +185,26 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     knobs.add_argument("--chains", type=at_least_one, dest="num_chains")
     knobs.add_argument("--radii", type=radius_list, help="e.g. 0.1,0.2")
     knobs.add_argument("--models", type=model_list, help=f"forms: {MODEL_FORMS}")
+    knobs.add_argument("--max-train-points", type=at_least_one,
+                       help="cut the training split (models trained in the run, the latent "
+                            "classifiers' and the FD-CNN's training data)")
+    sizes = parser.add_argument_group(
+        "evaluation-size overrides (model quality, Table 7; recorded among the profile's cuts)")
+    sizes.add_argument("--eval-points", type=points_or_all,
+                       help="test images for the ELBO / NLL / MSE (and validation images during "
+                            "training), or 'all' (paper: all; quick: 1000)")
+    sizes.add_argument("--nll-samples", type=at_least_one,
+                       help="importance samples k of the NLL (paper: 1000; quick: 100)")
+    sizes.add_argument("--fid-points", type=integer_at_least(2),
+                       help="test images and prior samples of the FD-CNN (paper: 10000; "
+                            "quick: 2000)")
+    sizes.add_argument("--feature-epochs", type=at_least_one,
+                       help="training epochs of the FD-CNN's feature network (paper: 10; "
+                            "quick: 1)")
     arguments = parser.parse_args(argv)
+    if arguments.zoo_only and arguments.epochs is not None:
+        parser.error("--epochs sets the training of models trained in the run; --zoo-only trains "
+                     "none")
     if arguments.num_chains is not None and arguments.num_chains < 2:
         parser.error("--chains must be at least 2: R-hat needs two chains per point")
     if arguments.step_size is not None and not arguments.step_size > 0:
@@ -243,6 +290,23 @@ def zoo_entries(arguments: argparse.Namespace, profile: Profile) -> dict[str, di
     return {name: index.get(name) for name in names}
 
 
+def missing_zoo_models(dataset: str, models, *, decoder_output: str,
+                       zoo_dir: Path = ZOO_DIR) -> list[str]:
+    """One line per model of ``models`` that the zoo cannot give (no entry, or its file is
+    absent), each naming the entry and the command that trains it into the zoo."""
+    index = zoo_index(zoo_dir)
+    lines = []
+    for kind, beta in models:
+        name = entry_name(dataset, kind, beta, decoder_output=decoder_output)
+        entry = index.get(name)
+        if entry is not None and (zoo_dir / entry["file"]).is_file():
+            continue
+        problem = "no entry" if entry is None else f"its file {entry['file']} is missing"
+        lines.append(f"{name} ({problem}): "
+                     f"{training_command(dataset, kind, beta, decoder_output=decoder_output)}")
+    return lines
+
+
 def describe_source(name: str, entry: dict | None, *, train: bool, epochs: int) -> str:
     """One line: the zoo entry a model uses, with its provenance, or that it is trained."""
     if entry is None:
@@ -260,7 +324,8 @@ def default_run_directory(arguments: argparse.Namespace, profile: Profile) -> Pa
     configuration (``<models>``: the ``--models`` tags, when they differ from the profile's)."""
     name = f"{arguments.dataset}-{profile.name}-{arguments.sampler}"
     if arguments.models is not None and arguments.models != PROFILES[profile.name].models:
-        name += "-" + "-".join(model_tag(kind, beta) for kind, beta in arguments.models)
+        name += ("-paper_models" if arguments.models == PAPER_MODELS
+                 else "-" + "-".join(model_tag(kind, beta) for kind, beta in arguments.models))
     if arguments.decoder_output != "sigmoid":
         name += f"-{arguments.decoder_output}"
     if arguments.train:
@@ -268,13 +333,33 @@ def default_run_directory(arguments: argparse.Namespace, profile: Profile) -> Pa
     return Path("runs") / name
 
 
+OVERRIDES = ("epochs", "references", "restarts", "num_transitions", "num_leapfrog_steps",
+             "step_size", "num_chains", "radii", "models", "max_train_points", "eval_points",
+             "nll_samples", "fid_points", "feature_epochs")
+
+
+def run_profile(arguments: argparse.Namespace) -> Profile:
+    """The chosen profile with the command line's overrides (``--eval-points all``: None)."""
+    profile = with_overrides(PROFILES[arguments.profile], **{
+        name: getattr(arguments, name) for name in OVERRIDES if name != "eval_points"})
+    if arguments.eval_points == ALL_POINTS:
+        return replace(profile, eval_points=None)
+    return with_overrides(profile, eval_points=arguments.eval_points)
+
+
 def main(argv: list[str] | None = None) -> dict:
     arguments = parse_arguments(argv)
+    profile = run_profile(arguments)
+    if arguments.zoo_only:
+        missing = missing_zoo_models(arguments.dataset, profile.models,
+                                     decoder_output=arguments.decoder_output)
+        if missing:
+            raise SystemExit(
+                f"error: --zoo-only, but the pretrained zoo lacks {len(missing)} of the "
+                f"{len(profile.models)} models; train each into the zoo first (or drop --zoo-only "
+                f"to train them here with the profile's {profile.epochs} epochs):\n  "
+                + "\n  ".join(missing))
     device = resolve_device(arguments.device)
-    profile = with_overrides(PROFILES[arguments.profile], **{
-        name: getattr(arguments, name) for name in (
-            "epochs", "references", "restarts", "num_transitions", "num_leapfrog_steps",
-            "step_size", "num_chains", "radii", "models")})
     out = arguments.out or default_run_directory(arguments, profile)
     print(f"benchmarks.run: dataset {arguments.dataset}, profile {profile.name}, sampler "
           f"{arguments.sampler}, device {device}, output {out}")

@@ -3,6 +3,7 @@ its test quality (Table 7), the FD-CNN feature network, and the latent classifie
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -128,17 +129,56 @@ def feature_network(context: RunContext) -> tuple[FeatureCNN, float]:
     return network.eval().requires_grad_(False), saved["test_accuracy"]
 
 
+def recorded_quality(provenance: dict | None, *, num_importance_samples: int, num_points: int,
+                     seed: int, all_colours: bool) -> dict | None:
+    """The ELBO / NLL / MSE a zoo entry's provenance records, as ``evaluate_vae`` reports them,
+    when they were measured as the run would measure them (else None): the same k on the same
+    first ``num_points`` test images, with the same seed (which also draws ColorMNIST's colours)
+    and, for ColorMNIST, the same colour scheme. The run then reuses them instead of
+    recomputing the NLL."""
+    if not provenance:
+        return None
+    match = re.fullmatch(r"first (\d+) of the test set", str(provenance.get("nll_points", "")))
+    needed = ("test_nll", "test_nll_standard_error", "test_elbo", "test_mse")
+    if (match is None or int(match[1]) != num_points
+            or provenance.get("nll_importance_samples") != num_importance_samples
+            or provenance.get("seed") != seed
+            or provenance.get("all_colours") not in (None, all_colours)
+            or any(provenance.get(key) is None for key in needed)):
+        return None
+    return {"elbo": provenance["test_elbo"], "nll": provenance["test_nll"],
+            "nll_standard_error": provenance["test_nll_standard_error"],
+            "mse": provenance["test_mse"], "num_points": num_points,
+            "num_importance_samples": num_importance_samples,
+            "source": f"the zoo entry's recorded figures ({provenance['file']}, k = "
+                      f"{num_importance_samples}, first {num_points} test images, seed {seed}), "
+                      "not recomputed"}
+
+
 def quality(context: RunContext, model: LoadedModel, network: FeatureCNN) -> dict:
-    """ELBO, NLL (the profile's k and points), MSE and FD-CNN on the test split."""
+    """ELBO, NLL (the profile's k and points), MSE and FD-CNN on the test split.
+
+    A zoo model whose provenance records the ELBO / NLL / MSE for the profile's k and points
+    reuses them (``source`` says so); the FD-CNN is always measured here.
+    """
+    test, profile = context.splits.test, context.profile
+    points = len(test) if profile.eval_points is None else min(profile.eval_points, len(test))
+    recorded = recorded_quality(model.provenance, num_importance_samples=profile.nll_samples,
+                                num_points=points, seed=context.settings.seed,
+                                all_colours=profile.all_colours)
+    if recorded is not None:
+        print(f"  {model.tag}: test ELBO / NLL / MSE reused from {recorded['source']}")
+
     def evaluate():
-        evaluation = evaluate_vae(model.vae, context.splits.test, device=context.device,
-                                  num_importance_samples=context.profile.nll_samples,
-                                  max_points=context.profile.eval_points,
-                                  progress=context.settings.progress, seed=context.settings.seed)
-        fd = prior_sample_fd(network, model.vae, context.splits.test,
-                             points=context.profile.fid_points, device=context.device,
-                             seed=context.settings.seed)
-        return {**evaluation.to_dict(), "fd_cnn": fd}
+        evaluation = recorded or {
+            **evaluate_vae(model.vae, test, device=context.device,
+                           num_importance_samples=profile.nll_samples, max_points=points,
+                           progress=context.settings.progress, seed=context.settings.seed
+                           ).to_dict(),
+            "source": "computed in this run"}
+        fd = prior_sample_fd(network, model.vae, test, points=profile.fid_points,
+                             device=context.device, seed=context.settings.seed)
+        return {**evaluation, "fd_cnn": fd}
 
     return context.timed("evaluation", lambda: context.run_dir.stage(
         f"quality/{model.tag}.json", evaluate, code=("pyro_vae.evaluate", "benchmarks.frechet"),

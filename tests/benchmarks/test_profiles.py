@@ -1,6 +1,7 @@
 import pytest
 
-from benchmarks.profiles import PAPER_SAMPLER, PROFILES, with_overrides
+from benchmarks.profiles import (EVALUATION_FIELDS, PAPER_SAMPLER, PROFILES, TRAINING_FIELDS,
+                                 with_overrides)
 
 
 def test_paper_profile_is_the_protocol():
@@ -30,3 +31,12 @@ def test_overrides_replace_only_given_knobs():
     assert profile.epochs == 2 and profile.radii == PROFILES["quick"].radii
     with pytest.raises(TypeError):
         with_overrides(PROFILES["quick"], not_a_knob=1)
+
+
+def test_evaluation_fields_are_overridable_and_training_fields_hide_only_the_epochs():
+    tiny = with_overrides(PROFILES["paper"], **dict.fromkeys(EVALUATION_FIELDS, 3))
+    assert all(getattr(tiny, name) == 3 for name in EVALUATION_FIELDS)
+    assert len(tiny.cuts("mnist")) == len(EVALUATION_FIELDS)
+    # a cut training split also cuts the classifiers' and FD-CNN's data: shown with zoo models
+    cut = with_overrides(PROFILES["paper"], epochs=1, max_train_points=100)
+    assert cut.cuts("mnist", ignore=TRAINING_FIELDS) == ["max_train_points = 100 (paper: all)"]
