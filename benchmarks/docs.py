@@ -12,6 +12,7 @@ writes
   hand-written and left alone.
 
 Directives: ``summary`` (the paper's tables and figures with verdicts and headline numbers),
+``runs`` (every collected run with a link to its page),
 ``run RUN`` (the run's one-line facts), ``table RUN`` (the robustness table with verdicts),
 ``diagnosis RUN``, ``experiment RUN NAME`` (one experiment's section), ``zoo`` (the pretrained
 zoo from ``pyro_vae/zoo/index.json``). A directive whose run has not been collected renders the
@@ -442,6 +443,13 @@ def directive(text: str, runs: dict[str, dict], *, base: str) -> list[str]:
         return summary_table(runs, base=base)
     if kind == "zoo":
         return zoo_table()
+    if kind == "runs":
+        return ["| run | dataset | profile | sampler | decoder output | experiments |",
+                "|---|---|---|---|---|---|", *(
+                    f"| {_page_link(name, base)} | {DATASET_LABEL.get(r['dataset'], r['dataset'])} "
+                    f"| {r['profile']['name']} | {r['sampler']} | {r.get('decoder_output', '')} | "
+                    f"{', '.join(r['experiments'])} |" for name, r in runs.items())] \
+            if runs else ["_No run collected yet._"]
     run = arguments[0]
     if kind == "figure":  # figure RUN FILE [FALLBACK, relative to the page]
         if (run in runs and len(arguments) > 1
