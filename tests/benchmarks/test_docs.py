@@ -75,3 +75,9 @@ def test_a_commit_in_results_is_shown(tmp_path, smoke_run):
     results = json.loads((run_dir / "results.json").read_text())
     results["commit"] = "abc123"
     assert "- **Commit**: `abc123`." in docs.run_facts("x", results)
+
+
+def test_the_committed_pages_are_rendered_from_the_committed_results(capsys):
+    """README.md and docs/ hold what benchmarks.docs renders from docs/results and the zoo index
+    (after a new run or zoo entry: python -m benchmarks.docs)."""
+    assert docs.main(["--check"]) == 0, capsys.readouterr().out
