@@ -114,3 +114,13 @@ class PerPointScale:
 @pytest.fixture
 def scaled_problem():
     return PerPointScale()
+
+
+# Posterior sds spanning 49×: one coordinate near the prior's 1 beside sharp ones, as in a VAE
+# whose decoder ignores some latent coordinates.
+ANISOTROPIC_SD = (0.02, 0.1, 0.5, 0.98)
+
+
+@pytest.fixture
+def anisotropic_problem():
+    return make_narrow_problem(posterior_sd=ANISOTROPIC_SD)

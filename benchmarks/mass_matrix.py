@@ -1,0 +1,185 @@
+"""``python -m benchmarks.mass_matrix --dataset mnist``: the defence's chains with each source of
+the mass matrix, side by side on the same clean and attacked inputs.
+
+On the zoo's model, the stratified references and their SKL attack at one radius (first
+restart), every setting runs the quick profile's budget (2 chains, 50 warm-up + 50 kept
+transitions, L = 20, step size jittered ±50 %) once on the clean references and once on the
+attacked inputs, and once more on the attacked inputs started at the reference's own code (the
+oracle start, see :func:`benchmarks.stages.metrics.diagnosis`). Per group it reports what a
+reader of the chain diagnostics needs: mean acceptance, the share of kept transitions that
+diverged, the median and 90th percentile over points of each point's worst-coordinate split
+R-hat, the median over points of each point's smallest bulk ESS per 1,000 gradient evaluations,
+and the defended MS-SSIM (paper variant) with the oracle start's beside it.
+
+The settings: the paper's step-size rule with unit mass (the quick profile's sampler until this
+comparison), dual averaging with unit mass, and dual averaging with each mass matrix of
+:mod:`inference.mass`. Writes ``mass.json`` and ``mass.md``; every setting is a cached stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import torch
+
+from inference import to_inference_data
+
+from .artifacts import ConfigurationMismatch, RunDirectory
+from .context import RunContext, Settings
+from .profiles import PROFILES, with_overrides
+from .run import add_model_source_arguments, add_shared_arguments, at_least_one, resolve_device
+from .stages import attacks as attack_stages
+from .stages import defence, latents, metrics, models
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    sampler: str
+    adapt: str
+    mass_matrix: str
+
+
+SETTINGS = (
+    Setting("hmc, paper rule, unit mass", "hmc", "paper", "identity"),
+    Setting("hmc, dual averaging, unit mass", "hmc", "dual_averaging", "identity"),
+    Setting("hmc, dual averaging, encoder mass", "hmc", "dual_averaging", "encoder"),
+    Setting("hmc, dual averaging, windowed mass", "hmc", "dual_averaging", "windowed"),
+    Setting("hmc, dual averaging, encoder + windowed mass", "hmc", "dual_averaging", "encoder_windowed"),
+    Setting("nuts, unit mass", "nuts", "dual_averaging", "identity"),
+    Setting("nuts, encoder + windowed mass", "nuts", "dual_averaging", "encoder_windowed"),
+)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mass_matrix", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shared_arguments(parser, out_help="default runs/<dataset>-mass-matrix-eps<radius>")
+    add_model_source_arguments(parser)
+    parser.add_argument("--references", type=at_least_one, default=20)
+    parser.add_argument("--radius", type=float, default=0.1)
+    parser.add_argument("--only", default=None,
+                        help="comma-separated numbers (1-based) of the settings to run; "
+                             + "; ".join(f"{i}: {s.label}" for i, s in enumerate(SETTINGS, 1)))
+    arguments = parser.parse_args(argv)
+    if not 0 < arguments.radius <= 1:
+        parser.error(f"--radius must lie in (0, 1], got {arguments.radius}")
+    if arguments.only:
+        try:
+            chosen = [int(item) for item in arguments.only.split(",")]
+        except ValueError:
+            parser.error(f"--only takes numbers 1..{len(SETTINGS)}, got {arguments.only!r}")
+        if not all(1 <= i <= len(SETTINGS) for i in chosen):
+            parser.error(f"--only takes numbers 1..{len(SETTINGS)}, got {arguments.only!r}")
+        arguments.only = chosen
+    return arguments
+
+
+def per_point_diagnostics(samples) -> dict:
+    """Acceptance, divergent share, per-point worst split R-hat and smallest bulk ESS per 1,000
+    gradient evaluations (all of the point's chains, warm-up included), summarised over points."""
+    idata = to_inference_data(samples)
+    rhat = az.rhat(idata.posterior)
+    ess = az.ess(idata.posterior, method="bulk")
+    worst_rhat = np.max([rhat[name].max([d for d in rhat[name].dims if d != "point"]).values
+                         for name in rhat.data_vars], axis=0)
+    smallest_ess = np.min([ess[name].min([d for d in ess[name].dims if d != "point"]).values
+                           for name in ess.data_vars], axis=0)
+    evaluations = samples.num_grad_evals.sum(0).double().cpu().numpy()
+    stats = samples.sample_stats
+    return {"acceptance": float(stats["acceptance_rate"].float().mean()),
+            "divergent_share": float(stats["diverging"].float().mean()),
+            "rhat_median": float(np.median(worst_rhat)),
+            "rhat_p90": float(np.quantile(worst_rhat, 0.9)),
+            "ess_per_1000_evaluations_median": float(np.median(1000 * smallest_ess / evaluations)),
+            "gradient_evaluations_per_point": float(evaluations.mean())}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    arguments = parse_arguments(argv)
+    device = resolve_device(arguments.device)
+    profile = with_overrides(PROFILES["quick"], references=arguments.references, restarts=1,
+                             radii=(arguments.radius,))
+    default_out = Path("runs") / f"{arguments.dataset}-mass-matrix-eps{arguments.radius:g}"
+    run_dir = RunDirectory(arguments.out or default_out)
+    settings = Settings(dataset=arguments.dataset, profile=profile, sampler="hmc", device=device,
+                        seed=arguments.seed, data_root=arguments.data_root,
+                        progress=not arguments.no_progress, decoder_output=arguments.decoder_output)
+    try:
+        run_dir.pin_configuration({"dataset": arguments.dataset, "seed": arguments.seed,
+                                   "model": str(arguments.checkpoint or arguments.decoder_output),
+                                   "profile": profile.to_dict()})
+        context = RunContext(settings, run_dir)
+    except ConfigurationMismatch as error:
+        raise SystemExit(f"error: {error}") from None
+    model = models.load_checkpoint_or_zoo(arguments.dataset, arguments.checkpoint,
+                                          decoder_output=arguments.decoder_output, device=device)
+    _, x_ref, _ = attack_stages.references(context)
+    attacks = attack_stages.run_attacks(context, model, x_ref,
+                                        attack_stages.table_objectives(model, {}))
+    x_adv = attacks["skl"]["adversarial"][0][:, 0]  # (N, C, H, W): first restart
+    oracle_start = latents.guide_latents(model.vae, x_ref, None)
+    groups = {"clean": (x_ref, "sample"), f"skl@{arguments.radius:g}": (x_adv, "sample"),
+              f"skl@{arguments.radius:g} oracle start": (x_adv, oracle_start)}
+
+    def run(setting: Setting) -> dict:
+        row = {"label": setting.label, "sampler": setting.sampler, "adapt": setting.adapt,
+               "mass_matrix": setting.mass_matrix, "groups": {}}
+        for name, (inputs, init) in groups.items():
+            started = time.perf_counter()
+            samples = defence.sample(context, model, inputs, init=init, sampler=setting.sampler,
+                                     adapt=setting.adapt, mass_matrix=setting.mass_matrix,
+                                     progress_bar=False)
+            seconds = time.perf_counter() - started
+            with torch.no_grad():
+                score = metrics.similarity_to_references(
+                    model.vae, x_ref, metrics.decode_chains(model.vae, samples.final_z),
+                    generator=context.generator())
+            row["groups"][name] = {**per_point_diagnostics(samples), "seconds": seconds,
+                                   "ms_ssim": metrics.summary(score[metrics.PAPER_VARIANT])["plain"]}
+        return row
+
+    code = ("inference", defence.THIS, metrics.THIS, __name__)
+    after = (f"attacks/{model.tag}.pt",)
+    chosen = [SETTINGS[i - 1] for i in arguments.only] if arguments.only else list(SETTINGS)
+    rows = []
+    for setting in chosen:
+        print(f"  {setting.label}", flush=True)
+        stage = "mass/" + setting.label.replace(", ", "_").replace(" + ", "+").replace(" ", "-") + ".json"
+        rows.append(run_dir.stage(stage, lambda s=setting: run(s), code=code, after=after,
+                                  identity=model.identity))
+    summary = {"dataset": arguments.dataset, "radius": arguments.radius,
+               "references": len(x_ref), "model": model.identity, "rows": rows}
+    run_dir.write_text("mass.json", json.dumps(summary, indent=2))
+    text = render(summary)
+    run_dir.write_text("mass.md", text)
+    print(text)
+    return summary
+
+
+def render(summary: dict) -> str:
+    lines = [f"Chains on {summary['dataset']} ({summary['model']}), {summary['references']} "
+             f"references, SKL attack at radius {summary['radius']:g} (first restart). R-hat: "
+             "each point's worst coordinate, median / 90th percentile over points; ESS: each "
+             "point's smallest bulk ESS per 1,000 gradient evaluations, median over points; "
+             "divergent: share of kept transitions; MS-SSIM: paper variant (SE).", "",
+             "| setting | inputs | acceptance | divergent | R-hat median / p90 | ESS per 1k | "
+             "MS-SSIM | seconds |", "|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        for name, group in row["groups"].items():
+            lines.append(
+                f"| {row['label']} | {name} | {group['acceptance']:.2f} "
+                f"| {group['divergent_share']:.1%} | {group['rhat_median']:.2f} / "
+                f"{group['rhat_p90']:.2f} | {group['ess_per_1000_evaluations_median']:.1f} "
+                f"| {group['ms_ssim'][0]:.3f} ({group['ms_ssim'][1]:.3f}) | {group['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
