@@ -291,21 +291,25 @@ def objectives_summary(results: dict) -> tuple[str, str]:
 
 
 def adaptive_summary(results: dict) -> tuple[str, str]:
-    """The paper's claim: differentiating through the chain makes the attack much harder.
-    refuted: at some radius the worst case per reference over all attacks is below the authors'
-    detached attack by more than 2 standard errors."""
+    """The paper's claim: an attacker who differentiates through the chain faces a much harder
+    problem (their attack detached the chain). refuted: at some radius the strongest attack
+    (lowest mean defended MS-SSIM) is below the authors' detached attack by more than 2 standard
+    errors, i.e. the defence is weaker than their attack measured."""
     section = results["experiments"]["adaptive"]
     refuted, parts = False, []
     for radius in section["radii"]:
         key = f"{radius:g}"
-        worst = section["worst_case"][key]["per_reference_minimum"]
+        worst = section["worst_case"][key]
+        strongest = worst["strongest_mean"]
         detached = section["groups"].get(f"detached@{key}")
+        part = (f"ε = {key}: strongest attack {strongest[0]:.2f}, worst case per reference "
+                f"{worst['per_reference_minimum'][0]:.2f}")
         if detached is not None:
             value = detached["ms_ssim"]["defended"]
-            refuted |= value[0] - worst[0] > 2 * math.hypot(_finite(value[1]), _finite(worst[1]))
-            parts.append(f"ε = {key}: worst case {worst[0]:.2f}, detached {value[0]:.2f}")
-        else:
-            parts.append(f"ε = {key}: worst case {worst[0]:.2f}")
+            refuted |= value[0] - strongest[0] > 2 * math.hypot(_finite(value[1]),
+                                                                _finite(strongest[1]))
+            part += f", the authors' detached attack {value[0]:.2f}"
+        parts.append(part)
     verdict = "refuted" if refuted else "not refuted"
     return verdict, "defended MS-SSIM, " + "; ".join(parts)
 
