@@ -6,6 +6,7 @@ knows nothing about images or VAEs.
 
 from inference.adaptation import AdaptState, StepSizeAdaptation, adapt_end_warmup, adapt_init, adapt_update
 from inference.api import PosteriorSamples, SamplerConfig, sample_posterior
+from inference.chees import BatchedChEES
 from inference.diagnostics import (DiagnosticsSummary, SiteSummary, convergence, save_netcdf, summarize,
                                    summarize_sites, to_inference_data)
 from inference.hmc import HMCInfo, HMCNoise, HMCState, draw_hmc_noise, hmc_init, hmc_move, hmc_step
@@ -24,6 +25,7 @@ from inference.unrolled import (ChainNoise, UnrolledHMC, differentiable_value_an
 __all__ = [
     "SAMPLERS",
     "AdaptState",
+    "BatchedChEES",
     "BatchedHMC",
     "BatchedKernel",
     "BatchedMALA",
