@@ -14,8 +14,9 @@ writes
 Directives: ``summary`` (the paper's tables and figures with verdicts and headline numbers),
 ``runs`` (every collected run with a link to its page),
 ``run RUN`` (the run's one-line facts), ``table RUN`` (the robustness table with verdicts),
-``diagnosis RUN``, ``experiment RUN NAME`` (one experiment's section), ``zoo`` (the pretrained
-zoo from ``pyro_vae/zoo/index.json``). A directive whose run has not been collected renders the
+``diagnosis RUN``, ``experiment RUN NAME`` (one experiment's section), ``figure RUN FILE
+[FALLBACK]`` (a collected figure, else the fallback path), ``zoo`` (the pretrained zoo from
+``pyro_vae/zoo/index.json``). A directive whose run has not been collected renders the
 commands that would make it, so a page never shows a number its run did not produce.
 
     python -m benchmarks.docs --collect runs/mnist-quick-hmc   # copy, then re-render everything
@@ -41,7 +42,8 @@ from . import report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path("docs") / "results"
-MARKER = re.compile(r"(<!-- generated: (?P<directive>[^>]*?) -->\n)(?P<body>.*?)(<!-- end generated -->)",
+MARKER = re.compile(r"(<!-- generated: (?P<directive>[^>]*?) -->\n)(?P<body>.*?)"
+                    r"(<!-- end generated -->)",
                     re.DOTALL)
 FIGURES = ("examples.png", "posterior_ratio.png", "robustness_vs_time.png", "radius.png",
            "objectives.png", "samplers.png", "adaptive.png")
@@ -152,7 +154,8 @@ def run_facts(name: str, results: dict) -> list[str]:
     """The run's facts, one line each: configuration, command, commit, machine, wall time."""
     environment = results.get("environment", {})
     packages = environment.get("packages", {})
-    versions = ", ".join(f"{p} {v}" for p, v in packages.items() if v and p in ("torch", "pyro-ppl"))
+    versions = ", ".join(f"{p} {v}" for p, v in packages.items()
+                         if v and p in ("torch", "pyro-ppl"))
     sections = results.get("experiments", {})
     walls = ", ".join(f"{experiment} {_seconds(section['wall_seconds_total'])}"
                       for experiment, section in sections.items())
@@ -554,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
     verb = "stale" if arguments.check else "written"
     for path in stale:
-        print(f"{verb}: {path.relative_to(arguments.root) if path.is_relative_to(arguments.root) else path}")
+        shown = path.relative_to(arguments.root) if path.is_relative_to(arguments.root) else path
+        print(f"{verb}: {shown}")
     print(f"{len(runs)} collected run(s); {len(stale)} page(s) {verb}")
     return 1 if arguments.check and stale else 0
 
