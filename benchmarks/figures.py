@@ -1,5 +1,5 @@
-"""The report's figures as PNG: examples (Figure 3), posterior ratio (Figure 2), time (Figure 6), and the
-experiments' curves and bars."""
+"""The report's figures as PNG: examples (Figure 3), posterior ratio (Figure 2), time (Figure 6), the
+experiments' curves and bars, and the chains' lp traces."""
 
 from __future__ import annotations
 
@@ -132,4 +132,37 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: Path, 
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def lp_traces(traces: dict[str, list[dict]], path: Path) -> Path:
+    """lp = log p(x, z) against the transition, one panel per point and one line per chain:
+    warm-up faint and dashed, kept draws solid. ``traces``: input group (a row) → points, each
+    {"point", "rhat", "warmup": (C, W) or None, "kept": (C, S)}."""
+    rows, columns = len(traces), max(len(points) for points in traces.values())
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.0 * rows), squeeze=False)
+    for i, (group, points) in enumerate(traces.items()):
+        for j in range(columns):
+            axis = axes[i, j]
+            if j >= len(points):
+                axis.set_axis_off()
+                continue
+            entry = points[j]
+            kept = np.asarray(entry["kept"])
+            offset = 0 if entry["warmup"] is None else np.asarray(entry["warmup"]).shape[1]
+            for chain in range(kept.shape[0]):
+                color = f"C{chain % 10}"
+                if offset:
+                    axis.plot(np.arange(offset), entry["warmup"][chain], color=color, alpha=0.4,
+                              linestyle="--", linewidth=0.8)
+                axis.plot(offset + np.arange(kept.shape[1]), kept[chain], color=color, linewidth=0.8)
+            if offset:
+                axis.axvline(offset - 0.5, color="grey", linewidth=0.6, linestyle=":")
+            axis.set_title(f"{group}, point {entry['point']}, R-hat {entry['rhat']:.3g}", fontsize=7)
+            axis.tick_params(labelsize=6)
+        axes[i, 0].set_ylabel("log p(x, z)", fontsize=7)
+    for axis in axes[-1]:
+        axis.set_xlabel("draw (saved, thinned)", fontsize=7)
+    figure.suptitle("Chains' lp per input group: highest, median and lowest R-hat point", fontsize=9)
+    figure.tight_layout()
     return _save(figure, path)

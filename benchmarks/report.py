@@ -161,14 +161,82 @@ def quality_table(results: dict) -> list[str]:
     return lines
 
 
+def _figure(value, digits: int = 2) -> str:
+    """One diagnostics number; '—' where it is not recorded (None, or missing in older runs)."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return f"{value:.{digits}f}"
+
+
+def _spread(summary: dict, prefix: str, keys: tuple[str, str, str], digits: int = 2) -> str:
+    """'median / p / extreme' of one distribution over points, e.g. R-hat 1.01 / 1.03 / 1.10."""
+    return " / ".join(_figure(summary.get(f"{prefix}{key}" if not key.startswith("=") else key[1:]),
+                              digits) for key in keys)
+
+
+def short_chains_table(groups: list[tuple[str, str, dict]]) -> list[str]:
+    """The distribution over points of the many-short-chains diagnostics, one row per (model or
+    sampler, input group): R-hat and nested R-hat median / 90th percentile / max of each point's
+    worst coordinate; bulk and tail ESS and bulk ESS per 1,000 gradient evaluations median /
+    10th percentile / min of each point's smallest; E-BFMI median / min over chains and the
+    fraction below 0.3; the divergent fraction of kept transitions; mean acceptance."""
+    lines = ["| run | inputs | R-hat (median / p90 / max) | nested R-hat (median / p90 / max) | "
+             "bulk ESS (median / p10 / min) | tail ESS (median / p10 / min) | bulk ESS per 1k "
+             "gradients (median / p10 / min) | E-BFMI (median / min; < 0.3) | divergent | "
+             "acceptance |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for run, group, summary in groups:
+        ebfmi = (f"{_figure(summary.get('ebfmi_median'))} / {_figure(summary.get('ebfmi_min'))}; "
+                 f"{_percent(summary.get('ebfmi_fraction_low'))}")
+        lines.append(
+            f"| {run} | {group} | {_spread(summary, 'rhat_', ('median', 'p90', '=max_rhat'), 3)} "
+            f"| {_spread(summary, 'nested_rhat_', ('median', 'p90', 'max'), 3)} "
+            f"| {_spread(summary, 'ess_bulk_', ('median', 'p10', '=min_ess_bulk'), 1)} "
+            f"| {_spread(summary, 'ess_tail_', ('median', 'p10', '=min_ess_tail'), 1)} "
+            f"| {_spread(summary, 'ess_bulk_per_1k_grad_', ('median', 'p10', 'min'), 2)} "
+            f"| {ebfmi} | {_percent(summary.get('divergence_rate'))} "
+            f"| {_figure(summary.get('mean_accept_prob'), 3)} |")
+    return lines
+
+
+def _percent(value) -> str:
+    if value is None:
+        return "—"
+    return "NaN" if math.isnan(value) else f"{value:.1%}"
+
+
+SHORT_CHAINS_NOTE = (
+    "Many short chains: every input is its own posterior, so R-hat and ESS are computed per "
+    "input over its chains, and the table shows their distribution over the inputs of a group "
+    "(each input's worst coordinate; percentiles are order statistics on the worse side). "
+    "Nested R-hat (Margossian et al. 2024) groups chains by shared start: the defence draws "
+    "every chain's start from q(z|x), so each chain is its own superchain ('—' where chains "
+    "share a start). ESS per 1k gradients: an input's bulk ESS per 1,000 potential-and-gradient "
+    "evaluations over all its chains (warm-up included). E-BFMI: ArviZ `bfmi` of each chain's "
+    "energy (below 0.3: poor momentum resampling). Divergent: fraction of kept transitions with "
+    "an energy error above 1000 (or non-finite), as Stan and NumPyro count them.")
+
+
 def diagnostics_table(results: dict) -> list[str]:
     lines = ["| model | inputs | worst R-hat | min bulk ESS | min tail ESS | acceptance | "
              "divergences |", "|---|---|---|---|---|---|---|"]
     for tag, entry in results["models"].items():
         for group, summary in entry["defence"]["diagnostics"].items():
-            lines.append(f"| {tag} | {group} | {summary['max_rhat']:.3f} | "
-                         f"{summary['min_ess_bulk']:.1f} | {summary['min_ess_tail']:.1f} | "
-                         f"{summary['mean_accept_prob']:.3f} | {summary['num_divergent']} |")
+            lines.append(f"| {tag} | {group} | {_figure(summary['max_rhat'], 3)} | "
+                         f"{_figure(summary['min_ess_bulk'], 1)} | "
+                         f"{_figure(summary['min_ess_tail'], 1)} | "
+                         f"{_figure(summary['mean_accept_prob'], 3)} | {summary['num_divergent']} |")
+    lines += ["", SHORT_CHAINS_NOTE, "",
+              *short_chains_table([(tag, group, summary)
+                                   for tag, entry in results["models"].items()
+                                   for group, summary in entry["defence"]["diagnostics"].items()])]
+    seconds = [(tag, entry["defence"]["diagnostics_seconds"], entry["defence"]["seconds_per_point"])
+               for tag, entry in results["models"].items()
+               if "diagnostics_seconds" in entry["defence"]]
+    if seconds:
+        lines += ["", "Time of the diagnostics: " + ", ".join(
+            f"{tag} {diag:.1f} s" for tag, diag, _ in seconds) + "."]
     per_group = [(tag, entry["defence"]["diagnostics_per_group"])
                  for tag, entry in results["models"].items()
                  if entry["defence"].get("diagnostics_per_group")]
@@ -181,6 +249,8 @@ def diagnostics_table(results: dict) -> list[str]:
                 for site, summary in sites.items():
                     lines.append(f"| {tag} | {inputs} | {site} | {summary['max_rhat']:.3f} | "
                                  f"{summary['min_ess_bulk']:.1f} | {summary['min_ess_tail']:.1f} |")
+    lines += ["", *[f"![chain diagnostics, {tag}](diagnostics_{tag}.png)"
+                    for tag in results["models"]]]
     return lines
 
 
@@ -347,7 +417,10 @@ def render_tables(run: dict, section: dict) -> list[str]:
         "",
         *diagnostics_table(results),
         "",
-        "Chains are saved as NetCDF in `chains/` (thinned to at most 100 draws).",
+        "Chains are saved as NetCDF in `chains/` (thinned to at most 100 draws), with every "
+        "input's diagnostics in the group `point_diagnostics` (coordinate `input_group`). The "
+        "figure traces lp = log p(x, z) of the inputs with the highest, median and lowest R-hat "
+        "of every group (warm-up dashed).",
         "",
     ]
     if "diagnosis" in first:

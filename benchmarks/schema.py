@@ -23,10 +23,18 @@ _PLAIN = {"type": "object", "required": ["plain", "per_reference"],
 _PER_RADIUS = {"type": "object", "additionalProperties": _PLAIN_DEFENDED}
 _NUMBER_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
 
-_DIAGNOSTICS = {
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_DIAGNOSTICS = {  # per input group; the distributions over points are optional (older runs lack them)
     "type": "object",
     "required": ["max_rhat", "min_ess_bulk", "min_ess_tail", "mean_accept_prob", "num_divergent"],
-    "properties": {"num_divergent": {"type": "integer", "minimum": 0}},
+    "properties": {"num_divergent": {"type": "integer", "minimum": 0},
+                   "chains_per_superchain": {"type": ["integer", "null"], "minimum": 1},
+                   **{name: _NUMBER_OR_NULL for name in (
+                       "rhat_median", "rhat_p90", "nested_rhat_median", "nested_rhat_p90",
+                       "nested_rhat_max", "ess_bulk_median", "ess_bulk_p10", "ess_tail_median",
+                       "ess_tail_p10", "ess_bulk_per_1k_grad_median", "ess_bulk_per_1k_grad_p10",
+                       "ess_bulk_per_1k_grad_min", "ebfmi_median", "ebfmi_p10", "ebfmi_min",
+                       "ebfmi_fraction_low", "divergence_rate")}},
 }
 
 _MODEL = {
@@ -95,6 +103,14 @@ _GROUP = {"type": "object", "required": ["ms_ssim", "ms_ssim_standard", "inputs"
           "properties": {"ms_ssim": _PLAIN_DEFENDED, "ms_ssim_standard": _PLAIN_DEFENDED,
                          "inputs": _PLAIN, "attack_objective": _PLAIN,
                          "diagnostics": _DIAGNOSTICS}}
+_START = {"type": "object", "required": ["ms_ssim"],
+          "properties": {"ms_ssim": {"type": "object", "required": ["plain", "per_reference"],
+                                     "properties": {"plain": _PAIR}}}}
+# samplers experiment: MCMC sampler -> radius -> the defence's start and the oracle start
+_SAMPLER_DIAGNOSIS = {"type": "object", "additionalProperties": {
+    "type": "object", "additionalProperties": {
+        "type": "object", "required": ["guide_start", "oracle_start"],
+        "properties": {"guide_start": _START, "oracle_start": _START}}}}
 _SCORED = {"type": "object", "required": ["groups", "defence"],
            "properties": {"groups": {"type": "object", "additionalProperties": _GROUP}}}
 
@@ -127,7 +143,8 @@ RESULTS_SCHEMA = {
                 "samplers": {"allOf": [_SECTION, {"type": "object", "required": ["samplers"],
                                                   "properties": {"samplers": {
                                                       "type": "object",
-                                                      "additionalProperties": _SCORED}}}]},
+                                                      "additionalProperties": _SCORED},
+                                                      "diagnosis": _SAMPLER_DIAGNOSIS}}]},
             },
         },
     },

@@ -70,6 +70,23 @@ def test_samplers_share_one_attack_and_differ_in_cost(experiment_runs):
 
 
 @pytest.mark.slow
+def test_samplers_diagnosis_starts_every_mcmc_sampler_at_the_oracle(experiment_runs, smoke_run):
+    from inference import SAMPLERS
+    _, out, _ = smoke_run
+    results = experiment_runs["samplers"]
+    section = results["experiments"]["samplers"]
+    mcmc = [name for name in section["samplers"] if SAMPLERS[name].mcmc]
+    assert mcmc and list(section["diagnosis"]) == mcmc  # MAP is not MCMC: no row
+    for per_radius in section["diagnosis"].values():
+        assert list(per_radius) == [f"{r:g}" for r in results["profile"]["radii"]]
+        for entry in per_radius.values():
+            for start in ("guide_start", "oracle_start"):
+                mean, error = entry[start]["ms_ssim"]["plain"]
+                assert 0 < mean <= 1 and error >= 0
+    assert "| oracle − defence |" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_rerunning_an_experiment_computes_nothing(experiment_runs, smoke_run, smoke_arguments):
     root, out, _ = smoke_run
     again = runner.main(smoke_arguments(root, out, "--experiment", "radius"))

@@ -23,3 +23,21 @@ def test_verdict_counts_combined_standard_errors():
     assert verdict((0.5, 0.1), "") == ""
     assert verdict((math.nan, math.nan), "0.70 (0.02)") == ""
     assert verdict((1.0, 0.0), "1.00") == "✓ +0.00 (no SE)"
+
+
+def test_short_chains_table_shows_the_distributions_and_tolerates_older_runs():
+    from benchmarks.report import short_chains_table
+    new = {"max_rhat": float("inf"), "min_ess_bulk": 3.0, "min_ess_tail": 2.0,
+           "mean_accept_prob": 0.8, "num_divergent": 1, "rhat_median": 1.01, "rhat_p90": 1.2,
+           "nested_rhat_median": 1.0, "nested_rhat_p90": float("nan"), "nested_rhat_max": None,
+           "ess_bulk_median": 40.0, "ess_bulk_p10": 10.0, "ess_tail_median": 30.0,
+           "ess_tail_p10": 9.0, "ess_bulk_per_1k_grad_median": 12.5,
+           "ess_bulk_per_1k_grad_p10": 3.0, "ess_bulk_per_1k_grad_min": 1.0,
+           "ebfmi_median": 0.9, "ebfmi_min": 0.2, "ebfmi_fraction_low": 0.25,
+           "divergence_rate": 0.01}
+    old = {"max_rhat": 1.1, "min_ess_bulk": 3.0, "min_ess_tail": 2.0, "mean_accept_prob": 0.8,
+           "num_divergent": 0}
+    lines = short_chains_table([("vae", "clean", new), ("vae", "skl@0.1", old)])
+    assert "| vae | clean | 1.010 / 1.200 / inf | 1.000 / NaN / — | 40.0 / 10.0 / 3.0 |" in lines[2]
+    assert "| 0.90 / 0.20; 25.0% | 1.0% | 0.800 |" in lines[2]
+    assert lines[3].startswith("| vae | skl@0.1 | — / — / 1.100 | — / — / — |")
