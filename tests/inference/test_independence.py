@@ -16,9 +16,39 @@ def run(problem, x, sampler):
     return sample_posterior(problem.model, problem.guide, (x,), **options)
 
 
+# Which property holds, and why. HMC and MAP evaluate the potential of the whole (C, N) batch
+# at every step, whatever a point did: every other point's arithmetic is the same, operation for
+# operation, so its chain is bit-identical — asserted as such. NUTS (with value_and_grad_rows)
+# evaluates only the chains still building their tree: a poisoned chain, rejected at once,
+# leaves every later evaluation with a smaller batch, and the model's matrix products and
+# reductions may then round each row differently (BLAS picks its kernels and blocking by the
+# batch size). The implementation does not guarantee bit-identity there, and on some machines
+# the draws differ in the last bits. What it does guarantee, and what is asserted for NUTS:
+#   - the random numbers are the same (drawn for the whole batch, never for the active rows);
+#   - every trajectory decision is the same (tree depth, leapfrog steps, gradient evaluations,
+#     divergences: a rounding difference would have to land within ~1e-6 of a uniform draw);
+#   - values agree to rounding: each evaluation may round differently by a few ulps (ε = 2⁻²³
+#     in float32), and the differences accumulate at most linearly over the chain's G
+#     evaluations, amplified by the acceptance test (ΔH = H_new − H₀ cancels energies of up to
+#     ~10³ to differences of order 1) and by dual averaging, which turns acceptance differences
+#     into step sizes. Hence |Δ| ≤ K·ε·G·max(1, |value|) with K = 2¹⁰ (≈ 10³ amplification);
+#     over 100 seeds the worst ratio |Δ| / (ε·G·max(1, |value|)) measured was 58, the median 0.06.
+ROUNDING_AMPLIFICATION = 2.0 ** 10
+
+
+def assert_equal_to_rounding(bad, clean, evaluations, name):
+    """|bad − clean| ≤ K·ε·G·max(1, |clean|), G the chain's evaluations (broadcast)."""
+    eps = torch.finfo(clean.dtype).eps
+    bound = ROUNDING_AMPLIFICATION * eps * evaluations * clean.double().abs().clamp(min=1.0)
+    excess = (bad.double() - clean.double()).abs() - bound
+    assert (excess <= 0).all(), f"{name}: off by {excess.max().item():.3g} beyond the rounding bound"
+
+
 @pytest.mark.parametrize("sampler", ["hmc", "nuts", "map"])
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
 def test_poisoned_point_leaves_the_others_bit_identical(problem, sampler, bad_value):
+    """Bit-identical for HMC and MAP; for NUTS the same decisions and values to rounding (see
+    the comment above)."""
     x = problem.data(6)
     poisoned = x.clone()
     poisoned[POISONED, 1] = bad_value
@@ -27,9 +57,27 @@ def test_poisoned_point_leaves_the_others_bit_identical(problem, sampler, bad_va
         clean_run, bad_run = run(problem, x, sampler), run(problem, poisoned, sampler)
 
     others = [n for n in range(6) if n != POISONED]
-    assert torch.equal(bad_run.z[:, :, others], clean_run.z[:, :, others])
-    for name, value in clean_run.sample_stats.items():
-        assert torch.equal(bad_run.sample_stats[name][..., others], value[..., others]), name
+    if sampler == "nuts":
+        decisions = ("tree_depth", "n_steps", "n_grad_evals", "diverging")
+        for stats_name in ("sample_stats", "warmup_stats"):
+            for name in decisions:
+                value = getattr(clean_run, stats_name)[name]
+                assert torch.equal(getattr(bad_run, stats_name)[name][..., others],
+                                   value[..., others]), (stats_name, name)
+        assert torch.equal(bad_run.num_grad_evals[:, others], clean_run.num_grad_evals[:, others])
+        evaluations = clean_run.num_grad_evals[:, others].double()  # G per chain and point
+        assert_equal_to_rounding(bad_run.z[:, :, others], clean_run.z[:, :, others],
+                                 evaluations[:, None, :, None], "z")
+        assert_equal_to_rounding(bad_run.final_z[:, others], clean_run.final_z[:, others],
+                                 evaluations[..., None], "final_z")
+        for name, value in clean_run.sample_stats.items():
+            if name not in decisions:
+                assert_equal_to_rounding(bad_run.sample_stats[name][..., others],
+                                         value[..., others], evaluations[:, None, :], name)
+    else:
+        assert torch.equal(bad_run.z[:, :, others], clean_run.z[:, :, others])
+        for name, value in clean_run.sample_stats.items():
+            assert torch.equal(bad_run.sample_stats[name][..., others], value[..., others]), name
     assert torch.isfinite(bad_run.z).all() and torch.isfinite(bad_run.final_z).all()
     assert bad_run.sample_stats["diverging"][..., POISONED].all()
     assert bad_run.warmup_stats["diverging"][..., POISONED].all()
