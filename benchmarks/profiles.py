@@ -49,6 +49,10 @@ class Profile:
     hierarchical_step_size: float | None
     num_leapfrog_steps: int
     jitter: float | None  # HMC step-size jitter; 0 = the paper's exact fixed-L HMC, None = default
+    # Step-size adaptation and mass matrix (inference.api.sample_posterior's ``adapt`` and
+    # ``mass_matrix``): the paper's rule with unit mass, or None for the sampler's default.
+    adapt: str | None
+    mass_matrix: str | None
     num_chains: int
     warmup_fraction: float
     eval_points: int | None  # test (and validation) points for ELBO / NLL / MSE; None = all
@@ -85,7 +89,7 @@ class Profile:
 
 def _show(value, field_name: str) -> str:
     if value is None:
-        if field_name == "jitter":
+        if field_name in ("jitter", "adapt", "mass_matrix"):
             return "the sampler's default"
         return ("Table 8" if field_name in ("num_transitions", "step_size", "hierarchical_step_size")
                 else "all")
@@ -99,21 +103,21 @@ PROFILES = {
         name="paper", epochs=300, max_train_points=None, all_colours=True, models=PAPER_MODELS,
         references=50, restarts=10, radii=(0.1, 0.2), attack_steps=50, num_transitions=None,
         step_size=None, hierarchical_step_size=None, num_leapfrog_steps=20, jitter=0.0,
-        num_chains=2, warmup_fraction=0.5,
+        adapt="paper", mass_matrix="identity", num_chains=2, warmup_fraction=0.5,
         eval_points=None, nll_samples=1000,
         fid_points=10000, feature_epochs=10),
     "quick": Profile(
         name="quick", epochs=4, max_train_points=None, all_colours=False,
         models=(("vae", 1.0),), references=50, restarts=1, radii=(0.1, 0.2), attack_steps=50,
         num_transitions=100, step_size=None, hierarchical_step_size=0.03, num_leapfrog_steps=20,
-        jitter=None, num_chains=2,
+        jitter=None, adapt=None, mass_matrix=None, num_chains=2,
         warmup_fraction=0.5, eval_points=1000,
         nll_samples=100, fid_points=2000, feature_epochs=1),
     "smoke": Profile(
         name="smoke", epochs=1, max_train_points=2000, all_colours=False,
         models=(("vae", 1.0), ("beta_vae", 5.0)), references=10, restarts=2, radii=(0.1, 0.2),
         attack_steps=5, num_transitions=10, step_size=None, hierarchical_step_size=0.03,
-        num_leapfrog_steps=5, jitter=None,
+        num_leapfrog_steps=5, jitter=None, adapt=None, mass_matrix=None,
         num_chains=2,
         warmup_fraction=0.5, eval_points=128, nll_samples=10,
         fid_points=128, feature_epochs=1),
