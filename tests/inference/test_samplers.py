@@ -8,7 +8,7 @@ from inference import SAMPLERS, BatchedHMC, SamplerRegistry, SamplerSpec, sample
 
 
 def test_registry_lists_the_samplers_by_name():
-    assert tuple(SAMPLERS) == ("hmc", "nuts", "map", "mala", "pyro_hmc", "pyro_nuts")
+    assert tuple(SAMPLERS) == ("hmc", "nuts", "map", "mala", "chees", "pyro_hmc", "pyro_nuts")
     assert "mala" in SAMPLERS and SAMPLERS["mala"].num_leapfrog_steps == 1
     with pytest.raises(ValueError, match="already registered"):
         SamplerRegistry([SAMPLERS["hmc"], SAMPLERS["hmc"]])
