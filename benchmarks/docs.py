@@ -165,7 +165,8 @@ def run_facts(name: str, results: dict) -> list[str]:
         f"profile `{profile['name']}`, sampler `{results['sampler']}`, decoder output "
         f"`{results.get('decoder_output', 'sigmoid')}`, model source "
         f"`{results.get('model_source', '?')}`, "
-        f"{profile['references']} references × {profile['restarts']} attacks.",
+        f"{profile['references']} references × {profile['restarts']} "
+        f"attack{'s' if profile['restarts'] != 1 else ''} each.",
         "- **Command**: " + "; ".join(f"`{command(results, experiment)}`"
                                       for experiment in sections) + ".",
         f"- **Commit**: {_commit(results)}.",
