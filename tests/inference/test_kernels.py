@@ -114,12 +114,12 @@ def test_nuts_evaluates_only_the_chains_still_building(problem):
     x = problem.data(40)
     target = PosteriorTarget(problem.model, (x,), num_chains=2)
     z0 = torch.randn(2, 40, problem.latent_dim, generator=torch.Generator().manual_seed(1))
-    gathered, kernel = _nuts_run(target, z0)
+    gathered, _ = _nuts_run(target, z0)
     lockstep, lockstep_kernel = _nuts_run(lambda z: target.value_and_grad(z), z0)  # no rows method
     assert torch.allclose(gathered, lockstep, atol=1e-5)  # same chains, up to float rounding
 
-    info, lockstep_info = kernel.diagnostics()["samples"], lockstep_kernel.diagnostics()["samples"]
-    assert torch.equal(info.num_grad_evals, info.num_steps)  # every gradient computed is used
+    # that the gathered run uses every gradient it computes: test_samplers.py's canonical test
+    lockstep_info = lockstep_kernel.diagnostics()["samples"]
     used, computed = lockstep_info.num_steps.sum(), lockstep_info.num_grad_evals.sum()
     assert (lockstep_info.num_grad_evals >= lockstep_info.num_steps).all() and used < 0.9 * computed
     # lockstep: every chain is evaluated as often as the transition's longest trajectory needs

@@ -1,10 +1,13 @@
 """The sampler registry and what every run records about its cost."""
 
+import pyro
 import pytest
 import torch
 
 import inference.api
 from inference import SAMPLERS, BatchedHMC, SamplerRegistry, SamplerSpec, sample_posterior
+from pyro_vae import ConvVAE, VAEConfig, batch_of, load_dataset, pretrained
+from pyro_vae.hvae import HierarchicalVAE, HVAEConfig
 
 
 def test_registry_lists_the_samplers_by_name():
@@ -49,9 +52,64 @@ def test_every_run_records_gradient_evaluations_per_chain_and_point(problem, sam
     assert torch.equal(evals, 1 + stats[0].sum(1) + stats[1].sum(1))
     if per_transition is not None:
         assert torch.equal(evals, torch.full((2, 4), 1 + 15 * per_transition))
-    else:  # NUTS: the chains' own tree sizes, all of them used
-        assert torch.equal(result.sample_stats["n_grad_evals"], result.sample_stats["n_steps"])
+    else:  # NUTS: the chains' own tree sizes (that they are all used: the test below)
         assert evals.unique().numel() > 1
+
+
+def _linear_gaussian(request):
+    problem = request.getfixturevalue("problem")
+    return problem.model, problem.guide, problem.data(4), "z"
+
+
+def _random_vae(request):
+    torch.manual_seed(0)
+    vae = ConvVAE(VAEConfig()).eval().requires_grad_(False)
+    return vae.model, vae.guide, torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1)), "z"
+
+
+def _random_hvae(request):
+    torch.manual_seed(0)
+    hvae = HierarchicalVAE(HVAEConfig(width=8, latent_channels=(2, 2, 2))).requires_grad_(False)
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    return hvae.model, hvae.guide, x, hvae.latent_sites
+
+
+def _zoo_vae(request):
+    """The zoo's trained MNIST VAE on the first test images: the trees of a real posterior."""
+    test = load_dataset("mnist", request.getfixturevalue("mnist_root"), download=False).test
+    vae = pretrained("mnist").requires_grad_(False)
+    return vae.model, vae.guide, batch_of(test, torch.arange(4))[0], "z"
+
+
+POSTERIORS = {"linear_gaussian": _linear_gaussian, "random_vae": _random_vae,
+              "random_hvae": _random_hvae, "zoo_vae": _zoo_vae}
+
+
+@pytest.mark.parametrize("sampler, posterior, mass_matrix", [
+    ("nuts", "linear_gaussian", "identity"),
+    ("nuts", "linear_gaussian", "encoder"),  # the whitened rows
+    ("nuts", "random_vae", "auto"),
+    ("nuts", "random_hvae", "auto"),  # several sites in one flat z
+    ("nuts", "zoo_vae", "auto"),
+    ("hmc", "random_vae", "auto"),
+])
+def test_every_gradient_evaluation_is_used(request, sampler, posterior, mass_matrix):
+    """The canonical test of n_grad_evals = n_steps in every transition, warm-up included: NUTS
+    integrates only the chains still extending their trees, HMC its L steps. The trees differ
+    in size between chains, so a NUTS that evaluates every chain as long as the deepest tree
+    (lockstep, see test_kernels.py) fails it."""
+    model, guide, x, sites = POSTERIORS[posterior](request)
+    with pyro.validation_enabled(False):
+        result = sample_posterior(model, guide, (x,), sampler=sampler, num_chains=2, num_warmup=3,
+                                  num_samples=4, step_size=0.1, num_leapfrog_steps=3, max_tree_depth=5,
+                                  mass_matrix=mass_matrix, latent_site=sites, seed=0)
+    for stats in (result.warmup_stats, result.sample_stats):
+        assert torch.equal(stats["n_grad_evals"], stats["n_steps"])
+    steps = torch.cat([result.warmup_stats["n_steps"], result.sample_stats["n_steps"]], 1)
+    if sampler == "nuts":  # some transition where the chains' trees differ
+        assert (steps.amax(dim=(0, 2)) > steps.amin(dim=(0, 2))).any()
+    else:
+        assert (steps == 3).all()
 
 
 def test_stock_references_do_not_claim_a_count(problem):
