@@ -5,16 +5,25 @@ import pytest
 import torch
 
 from pyro_vae import CheckpointError, ConvVAE, VAEConfig, load_checkpoint, save_checkpoint
+from pyro_vae.hvae import HierarchicalVAE, HVAEConfig
 
 
-def test_round_trip_restores_config_weights_and_metadata(tmp_path):
-    vae = ConvVAE(VAEConfig(kind="beta_tcvae", beta=5.0, num_channels=3))
+@pytest.mark.parametrize("model_class, config", [
+    (ConvVAE, VAEConfig(kind="beta_tcvae", beta=5.0, num_channels=3)),
+    (HierarchicalVAE, HVAEConfig(beta=2.0)),
+], ids=["ConvVAE", "HierarchicalVAE"])
+def test_round_trip_restores_class_config_weights_and_metadata(tmp_path, model_class, config):
+    torch.manual_seed(0)
+    vae = model_class(config)
     path = tmp_path / "model.pt"
     save_checkpoint(vae, path, metadata={"epochs": 3, "loss": [1.5, 1.2]})
+    assert torch.load(path, weights_only=True)["model_class"] == model_class.__name__
     loaded, metadata = load_checkpoint(path, with_metadata=True)
-    assert loaded.config == vae.config and metadata == {"epochs": 3, "loss": [1.5, 1.2]}
-    for (name, a), (_, b) in zip(vae.state_dict().items(), loaded.state_dict().items()):
-        assert torch.equal(a, b), name
+    assert type(loaded) is model_class and loaded.config == vae.config
+    assert metadata == {"epochs": 3, "loss": [1.5, 1.2]}
+    assert loaded.state_dict().keys() == vae.state_dict().keys()
+    for name, value in vae.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[name]), name
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary left behind
 
 
