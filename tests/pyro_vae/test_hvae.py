@@ -10,7 +10,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import Normal, kl_divergence
 
 from pyro_vae import TrainConfig, load_dataset, make_elbo, pretrained, train_vae
-from pyro_vae.hvae import LATENT_SITES, HierarchicalVAE, HVAEConfig
+from pyro_vae.hvae import ATTACKED_GROUPS, LATENT_SITES, HierarchicalVAE, HVAEConfig
 
 SHAPES = {"z3": (8, 4, 4), "z2": (8, 7, 7), "z1": (8, 14, 14)}
 SHAPES_64 = {"z3": (8, 8, 8), "z2": (8, 16, 16), "z1": (8, 32, 32)}
@@ -104,17 +104,26 @@ def test_encode_sites_is_deterministic_and_is_the_guide_at_the_posterior_means(h
         assert torch.allclose(posterior.loc, loc) and torch.allclose(posterior.scale, scale)
 
 
-def test_encode_flattens_the_top_groups_and_differentiates_in_x():
+@pytest.mark.parametrize("num_channels, image_size, shapes", [(1, 28, SHAPES), (3, 64, SHAPES_64)],
+                         ids=["grey-28", "colour-64"])
+@pytest.mark.parametrize("num_groups", [1, 2, 3])
+def test_encode_concatenates_the_top_groups_flattened_and_differentiates_in_x(
+        num_channels, image_size, shapes, num_groups):
+    """encode(x, k) = [loc, scale] of the top k groups, each flattened, top group first (the
+    attacks' view of the model; the guide encoder of attacks/ must agree with it)."""
     torch.manual_seed(4)
-    hvae = HierarchicalVAE(HVAEConfig())
-    x = torch.rand(2, 1, 28, 28, requires_grad=True)
+    hvae = HierarchicalVAE(HVAEConfig(num_channels=num_channels, image_size=image_size))
+    x = torch.rand(2, num_channels, image_size, image_size, requires_grad=True)
     params = hvae.encode_sites(x)
-    loc, scale = hvae.encode(x, num_groups=2)
-    assert loc.shape == scale.shape == (2, 8 * 16 + 8 * 49)
-    assert torch.equal(loc[:, :128], params["z3"][0].flatten(1))
-    assert torch.equal(scale[:, 128:], params["z2"][1].flatten(1))
-    assert hvae.encode(x, num_groups=1)[0].shape == (2, 128)
-    assert torch.equal(hvae.encode(x)[0], loc)  # default: the attacked groups, k_A = 2
+    loc, scale = hvae.encode(x, num_groups=num_groups)
+    widths = [math.prod(shapes[site]) for site in LATENT_SITES[:num_groups]]
+    assert loc.shape == scale.shape == (2, sum(widths))
+    for part, site in enumerate(LATENT_SITES[:num_groups]):
+        span = slice(sum(widths[:part]), sum(widths[:part + 1]))
+        assert torch.equal(loc[:, span], params[site][0].flatten(1))
+        assert torch.equal(scale[:, span], params[site][1].flatten(1))
+    if num_groups == ATTACKED_GROUPS:  # the default: the attacked groups, k_A = 2
+        assert torch.equal(hvae.encode(x)[0], loc) and torch.equal(hvae.encode(x)[1], scale)
     (gradient,) = torch.autograd.grad(loc.sum() + scale.sum(), x)
     assert torch.count_nonzero(gradient) > 0
     with pytest.raises(ValueError, match="num_groups"):
@@ -260,7 +269,6 @@ def test_64_pixel_colour_model_runs_end_to_end():
     assert model_trace.nodes["x"]["fn"].event_shape == (3, 64, 64)
     params = hvae.encode_sites(x)
     assert {site: tuple(loc.shape[1:]) for site, (loc, _) in params.items()} == SHAPES_64
-    assert hvae.encode(x)[0].shape == (2, 8 * 64 + 8 * 256)
     mean = hvae.decode({site: torch.randn(2, *shape) for site, shape in SHAPES_64.items()})
     assert mean.shape == x.shape and 0 <= mean.min() and mean.max() <= 1
     assert hvae.reconstruct(x).shape == x.shape
