@@ -98,6 +98,9 @@ def _models_form(models) -> str:
 def command(results: dict, experiment: str | None = None) -> str:
     """The ``benchmarks.run`` command of ``results`` (as recorded, or rebuilt from its settings:
     every profile field that differs from the named profile becomes its override flag)."""
+    section = results.get("experiments", {}).get(experiment or "tables", {})
+    if section.get("command"):  # as benchmarks.run recorded it for this experiment
+        return section["command"]
     recorded = results.get("command")
     if recorded and experiment in (None, "tables"):
         return recorded
@@ -142,8 +145,17 @@ def _same(value, default) -> bool:
 
 
 def _commit(results: dict) -> str:
-    commit = results.get("commit") or results.get("environment", {}).get("commit")
-    return f"`{commit}`" if commit else "not recorded in results.json"
+    """The run's commit; per experiment when its sections were run at different commits."""
+    fallback = results.get("commit") or results.get("environment", {}).get("commit")
+    commits = {name: section.get("commit") or fallback
+               for name, section in results.get("experiments", {}).items()}
+    known = set(commits.values()) - {None}
+    if not known:
+        return "not recorded in results.json"
+    if len(known) == 1 and None not in commits.values():
+        return f"`{known.pop()}`"
+    return ", ".join(f"{name} `{commit}`" if commit else f"{name} not recorded"
+                     for name, commit in commits.items())
 
 
 def _seconds(value: float) -> str:

@@ -81,3 +81,13 @@ def test_the_committed_pages_are_rendered_from_the_committed_results(capsys):
     """README.md and docs/ hold what benchmarks.docs renders from docs/results and the zoo index
     (after a new run or zoo entry: python -m benchmarks.docs)."""
     assert docs.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_commits_and_commands_recorded_per_experiment_are_shown():
+    results = {"dataset": "mnist", "sampler": "hmc", "profile": {"name": "quick"},
+               "experiments": {"tables": {"commit": "aaa", "command": "python -m benchmarks.run x"},
+                               "radius": {"commit": "bbb"}}}
+    assert docs._commit(results) == "tables `aaa`, radius `bbb`"
+    assert docs.command(results, "tables") == "python -m benchmarks.run x"
+    results["experiments"]["radius"]["commit"] = "aaa"
+    assert docs._commit(results) == "`aaa`"
