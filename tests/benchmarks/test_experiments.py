@@ -2,8 +2,11 @@
 smoke run (so each reuses the ``tables`` stages), with its section, report part and figure."""
 
 import json
+import math
+import statistics
 
 import jsonschema
+import numpy as np
 import pytest
 
 from benchmarks import run as runner
@@ -32,13 +35,67 @@ def test_every_experiment_has_figures_and_headings_listed():
     assert set(FIGURES) == set(HEADINGS) == set(OTHERS)
 
 
+def dicts_with(node, key: str):
+    """Every dictionary under ``node`` (itself included) that has ``key``."""
+    if isinstance(node, dict):
+        if key in node:
+            yield node
+        for value in node.values():
+            yield from dicts_with(value, key)
+
+
+def ks_statistic(a, b) -> float:
+    """The two-sample Kolmogorov–Smirnov statistic sup |F_a − F_b| over the pooled values."""
+    pooled = np.sort(np.concatenate([a, b]))
+    cdf = [np.searchsorted(np.sort(sample), pooled, side="right") / len(sample) for sample in (a, b)]
+    return float(np.abs(cdf[0] - cdf[1]).max())
+
+
+GRADIENTS_PER_TRANSITION = {"hmc": "num_leapfrog_steps", "mala": 1, "map": 1}  # not NUTS: its trees
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_experiment_writes_its_section_report_and_figure(name, experiment_runs, smoke_run):
+    """The saved section holds the numbers the run returned, and they agree with each other:
+    every (mean, SE) pair is the mean and standard error of the per-reference values beside
+    it, one per reference of the experiment; every defence spent chains × (1 + T × gradients
+    per transition) evaluations per point by its recorded configuration; the posterior
+    ratio's KS statistic is that of its two samples (refs × restarts attacks each)."""
     _, out, _ = smoke_run
     results = experiment_runs[name]
     assert name in results["experiments"] and "tables" in results["experiments"]
-    jsonschema.validate(json.loads((out / "results.json").read_text()), RESULTS_SCHEMA)
+    saved = json.loads((out / "results.json").read_text())
+    jsonschema.validate(saved, RESULTS_SCHEMA)
+    section = saved["experiments"][name]
+    assert section == json.loads(json.dumps(results["experiments"][name], default=float))
+    profile = results["profile"]
+    knobs = section["knobs"] or {}
+    references = knobs.get("references", profile["references"])
+    summaries = [entry for entry in dicts_with(section, "per_reference")
+                 if isinstance(entry["per_reference"], dict)]
+    assert summaries or name in ("posterior_ratio", "transitions")
+    for summary in summaries:
+        for which, values in summary["per_reference"].items():
+            assert len(values) == references
+            mean, error = summary[which]
+            assert mean == pytest.approx(statistics.fmean(values), rel=1e-5, abs=1e-6)
+            assert error == pytest.approx(statistics.stdev(values) / math.sqrt(len(values)),
+                                          rel=1e-4, abs=1e-6)
+    for defence in dicts_with(section, "sampler_config"):
+        config = defence["sampler_config"]
+        assert config["num_chains"] == profile["num_chains"]
+        per_transition = GRADIENTS_PER_TRANSITION.get(config["sampler"])
+        if isinstance(per_transition, str):
+            per_transition = config[per_transition]
+        if per_transition is not None:
+            transitions = config["num_warmup"] + config["num_samples"]
+            assert defence["gradient_evaluations_per_point"] == (
+                config["num_chains"] * (1 + transitions * per_transition))
+    if name == "posterior_ratio":
+        samples = section["without_defence"], section["with_defence"]
+        assert [len(sample) for sample in samples] == [references * profile["restarts"]] * 2
+        assert section["ks_statistic"] == pytest.approx(ks_statistic(*samples), abs=1e-9)
     assert HEADINGS[name] in (out / "report.md").read_text()
     assert (out / FIGURES[name]).stat().st_size > 1000
 

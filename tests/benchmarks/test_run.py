@@ -1,34 +1,129 @@
 """The runner end to end on the smoke profile, its resume logic, its outputs and its errors."""
 
 import json
+import math
+import statistics
+from collections import Counter
 
+import arviz as az
 import jsonschema
 import pytest
+import torch
 
 from benchmarks import run as runner
+from inference import SAMPLERS
+from pyro_vae import batch_of, load_dataset
 from benchmarks.stages import defence
 from benchmarks.schema import RESULTS_SCHEMA
 
 
 @pytest.mark.slow
-def test_smoke_results_follow_the_schema(smoke_run):
+def test_smoke_results_follow_the_schema_and_record_what_the_sampler_ran(smoke_run):
+    """The sampler configuration each model's defence recorded is the profile's (T, L, chains,
+    its adaptation and mass matrix or the sampler's defaults where the profile leaves them),
+    and the HMC defence spent chains × (1 + T × L) gradient evaluations per point."""
     _, out, first = smoke_run
     assert set(first["experiments"]) == {"tables"}  # other experiments may have joined since
     results = json.loads((out / "results.json").read_text())
     jsonschema.validate(results, RESULTS_SCHEMA)
-    assert set(results["experiments"]["tables"]["models"]) == {"vae_beta1", "beta_vae_beta5"}
+    tables, profile = results["experiments"]["tables"], results["profile"]
+    assert set(tables["models"]) == {"vae_beta1", "beta_vae_beta5"}
     assert results["environment"]["packages"]["pyro-ppl"]
+    assert len(set(tables["references"])) == len(tables["references"]) == profile["references"]
+    spec = SAMPLERS[results["sampler"]]
+    for entry in tables["models"].values():
+        config = entry["defence"]["sampler_config"]
+        assert config["sampler"] == results["sampler"] == "hmc"
+        assert (config["num_chains"], config["num_leapfrog_steps"]) == (
+            profile["num_chains"], profile["num_leapfrog_steps"])
+        transitions = config["num_warmup"] + config["num_samples"]
+        assert transitions == profile["num_transitions"]
+        assert config["num_warmup"] == round(profile["warmup_fraction"] * transitions)
+        assert config["adapt"] == (profile["adapt"] or spec.default_adapt)
+        assert config["mass_matrix"] == (profile["mass_matrix"] or spec.default_mass)
+        assert entry["defence"]["gradient_evaluations_per_point"] == (
+            config["num_chains"] * (1 + transitions * config["num_leapfrog_steps"]))
 
 
 @pytest.mark.slow
-def test_smoke_writes_report_figures_and_chains(smoke_run):
-    _, out, _ = smoke_run
-    report = (out / "report.md").read_text()
-    assert "## Table 2" in report and "VAE + HMC (ours)" in report and "(paper)" in report
-    for name in ("examples.png", "chains/vae_beta1.nc", "chains/beta_vae_beta5.nc"):
-        path = out / name
-        assert path.is_file() and path.stat().st_size > 1000, name
+def test_smoke_stores_attacks_and_chains_of_the_profiles_size(smoke_run):
+    """Per model: the attacks (radii, references, restarts, image) inside their L∞ ball and the
+    pixel box, radius by radius; the final latents (chains, points, D) of every input group;
+    the NetCDF with every point and its kept draws."""
+    root, out, results = smoke_run
+    profile, radii = results["profile"], results["profile"]["radii"]
+    refs, restarts, chains = profile["references"], profile["restarts"], profile["num_chains"]
+    indices = torch.load(out / "references.pt", weights_only=True)["indices"]
+    x_ref, _ = batch_of(load_dataset("mnist", root, download=False).test, indices)
+    assert indices.tolist() == results["experiments"]["tables"]["references"]
+    for tag, entry in results["experiments"]["tables"]["models"].items():
+        attacks = torch.load(out / f"attacks/{tag}.pt", weights_only=True)
+        assert set(attacks) == {"skl", "classifier_class"}
+        for attack in attacks.values():
+            adversarial = attack["adversarial"]
+            assert adversarial.shape == (len(radii), refs, restarts, 1, 28, 28)
+            assert attack["objective"].shape == (len(radii), refs, restarts)
+            assert 0 <= adversarial.min() and adversarial.max() <= 1
+            reach = (adversarial - x_ref[:, None]).abs().flatten(2).amax(dim=(1, 2))
+            assert (reach <= torch.tensor(radii) + 1e-6).all()
+            assert (reach[1:] > torch.tensor(radii[:-1])).all()  # radius k is the k-th radius
+        final_z = torch.load(out / f"chains/{tag}.pt", weights_only=True)["final_z"]
+        groups = {"clean": refs} | {f"{name}@{r:g}": refs * restarts
+                                    for name in attacks for r in radii}
+        assert {name: tuple(z.shape) for name, z in final_z.items()} == {
+            name: (chains, points, 64) for name, points in groups.items()}
+        chains_file = az.from_netcdf(out / f"chains/{tag}.nc")
+        assert dict(chains_file.posterior.sizes) == {
+            "chain": chains, "draw": entry["defence"]["sampler_config"]["num_samples"],
+            "point": sum(groups.values()), "latent": 64}
+        assert Counter(chains_file["point_diagnostics"]["input_group"].values.tolist()) == groups
+    assert (out / "examples.png").stat().st_size > 1000
     assert not list(out.rglob("*.tmp"))
+
+
+def _pair(cell: str) -> tuple[float, float]:
+    """'0.70 (0.04)' → (0.70, 0.04); '1.00' → (1.0, 0.0)."""
+    mean, _, error = cell.partition(" (")
+    return float(mean), float(error.rstrip(")") or 0)
+
+
+@pytest.mark.slow
+def test_smoke_report_cells_are_the_per_reference_statistics_and_verdicts_agree(smoke_run):
+    """Every cell of the VAE's rows in Table 2 is the mean (standard error) of the per-reference
+    values stored beside it in results.json, and every verdict is ✓ exactly when ours and the
+    paper's printed numbers lie within 2 combined standard errors."""
+    _, out, results = smoke_run
+    rows = {}
+    for line in (out / "report.md").read_text().splitlines():
+        if line.startswith("| VAE"):  # Table 2's first rows of each label
+            label, *cells = line.split(" | ")
+            rows.setdefault(label.lstrip("| "), [cell.strip(" |") for cell in cells])
+    robustness = results["experiments"]["tables"]["models"]["vae_beta1"]["robustness"]
+    radii = [f"{r:g}" for r in results["profile"]["radii"]]
+    columns = ([robustness["ms_ssim"][r] for r in radii]
+               + [robustness["accuracy"]["class"][r] for r in ("0", *radii)]
+               + [robustness["mse_references"]])
+    for label, defended in (("VAE", "plain"), ("VAE + HMC", "defended")):
+        ours = rows[f"{label} (ours)"]
+        assert len(ours) == len(columns)
+        for cell, summary, digits in zip(ours, columns, [2] * (len(columns) - 1) + [1]):
+            values = summary["per_reference"][defended]
+            assert len(values) == results["profile"]["references"]
+            error = statistics.stdev(values) / math.sqrt(len(values))
+            assert cell == f"{statistics.fmean(values):.{digits}f} ({error:.{digits}f})"
+        paper, verdicts = rows[f"{label} (paper)"], rows[f"{label}: verdict"]
+        assert len(paper) == len(verdicts) == len(columns)
+        for summary, published, verdict in zip(columns, paper, verdicts):
+            if not published:
+                assert verdict == ""
+                continue
+            (mean, error), (paper_mean, paper_error) = summary[defended], _pair(published)
+            sigmas = abs(mean - paper_mean) / math.hypot(error, paper_error)
+            mark, difference, shown = verdict.split(" ", 2)
+            assert mark == ("✓" if sigmas <= 2 else "✗"), verdict
+            assert float(difference.replace("−", "-")) == pytest.approx(mean - paper_mean,
+                                                                         abs=0.051)
+            assert shown == f"({sigmas:.1f} SE)"
 
 
 @pytest.mark.slow
