@@ -6,7 +6,8 @@ gradient of log p(x|z) p(z) is one decoder forward and backward pass, on any dev
 attacks of the zoo's model at one radius (first restart of every stratified reference), the
 paper's HMC (fixed L = 20, the paper's step-size rule, no jitter) runs from a few transitions up to
 the paper's budget (250 warm-up + 500 transitions, ≈ 15,750 evaluations per chain), beside
-jittered HMC, NUTS, MALA and MAP. Writes ``budget.json``, ``budget.md`` and ``budget.png`` into
+jittered HMC with the paper's rule, HMC, NUTS and MALA with their defaults (dual averaging and
+the mass matrix of ``inference.samplers``), and MAP. Writes ``budget.json``, ``budget.md`` and ``budget.png`` into
 the output folder; every setting is its own cached stage. The table names the cheapest setting
 that reaches 95 % of the paper-budget gain, and the cheapest MCMC one (mode finding left out).
 """
@@ -37,7 +38,8 @@ GAIN_SHARE = 0.95  # "reaches the paper's gain": at least this share of the pape
 @dataclass(frozen=True)
 class Budget:
     """One sampler setting: warm-up and kept transitions (the defended latent is the final
-    state), leapfrog steps where the sampler has them, and its step-size jitter."""
+    state), leapfrog steps where the sampler has them, its step-size jitter, adaptation and mass
+    matrix (None: the sampler's default)."""
 
     label: str
     sampler: str
@@ -45,6 +47,8 @@ class Budget:
     num_samples: int
     num_leapfrog_steps: int = 20
     jitter: float | None = None
+    adapt: str | None = None
+    mass_matrix: str | None = None
 
     @property
     def stage(self) -> str:
@@ -53,10 +57,12 @@ class Budget:
 
 def budgets() -> list[Budget]:
     """The grid: the paper's HMC from 4 to 750 transitions (its budget), then the others."""
-    grid = [Budget(f"hmc paper T={t}", "hmc", t // 2, t - t // 2, jitter=0.0)
-            for t in (4, 10, 20, 50, 100)]
-    grid.append(Budget("hmc paper budget T=250+500", "hmc", 250, 500, jitter=0.0))
-    grid += [Budget(f"hmc jittered T={t}", "hmc", t // 2, t - t // 2) for t in (10, 20, 50, 100)]
+    paper = dict(jitter=0.0, adapt="paper", mass_matrix="identity")
+    grid = [Budget(f"hmc paper T={t}", "hmc", t // 2, t - t // 2, **paper) for t in (4, 10, 20, 50, 100)]
+    grid.append(Budget("hmc paper budget T=250+500", "hmc", 250, 500, **paper))
+    grid += [Budget(f"hmc jittered T={t}", "hmc", t // 2, t - t // 2, adapt="paper",
+                    mass_matrix="identity") for t in (10, 20, 50, 100)]
+    grid += [Budget(f"hmc default T={t}", "hmc", t // 2, t - t // 2) for t in (20, 50, 100)]
     grid += [Budget(f"nuts T={t}", "nuts", t // 2, t - t // 2) for t in (10, 20, 50)]
     grid += [Budget(f"mala T={t}", "mala", t // 2, t - t // 2, num_leapfrog_steps=1)
              for t in (50, 200)]
@@ -127,7 +133,10 @@ def main(argv: list[str] | None = None) -> dict:
                                  num_samples=budget.num_samples, sampler=budget.sampler,
                                  step_size=step_size,
                                  num_leapfrog_steps=budget.num_leapfrog_steps,
-                                 jitter=budget.jitter, progress_bar=False)
+                                 jitter=budget.jitter, progress_bar=False,
+                                 **{key: value for key, value in (("adapt", budget.adapt),
+                                                                  ("mass_matrix", budget.mass_matrix))
+                                    if value is not None})
         seconds = time.perf_counter() - started
         with torch.no_grad():
             score = metrics.similarity_to_references(
