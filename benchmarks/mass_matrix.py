@@ -54,6 +54,7 @@ SETTINGS = (
     Setting("hmc, dual averaging, encoder + windowed mass", "hmc", "dual_averaging", "encoder_windowed"),
     Setting("nuts, unit mass", "nuts", "dual_averaging", "identity"),
     Setting("nuts, encoder + windowed mass", "nuts", "dual_averaging", "encoder_windowed"),
+    Setting("chees, encoder + windowed mass", "chees", "dual_averaging", "encoder_windowed"),
 )
 
 

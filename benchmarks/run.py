@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -38,6 +39,7 @@ from pyro_vae.zoo import ZOO_DIR, entry_name, training_command, zoo_index
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .experiments import EXPERIMENTS
+from .provenance import current_commit
 from .stages.models import model_tag
 from .profiles import PAPER_MODELS, PROFILES, TRAINING_FIELDS, Profile, with_overrides
 from .report import render
@@ -348,6 +350,8 @@ def run_profile(arguments: argparse.Namespace) -> Profile:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    commit = current_commit()  # the code as this process started, before any long work
+    command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
     arguments = parse_arguments(argv)
     profile = run_profile(arguments)
     if arguments.zoo_only:
@@ -396,7 +400,8 @@ def main(argv: list[str] | None = None) -> dict:
     knobs = experiment.knobs_for(profile.name)
     section_started = time.perf_counter()
     section = experiment.run(context, knobs)
-    section.update({"knobs": experiment.knobs_dict(profile.name),
+    section.update({"commit": commit, "command": command,
+                    "knobs": experiment.knobs_dict(profile.name),
                     "wall_seconds": dict(context.wall_times),
                     "wall_seconds_total": time.perf_counter() - section_started,
                     "stages_computed": list(run_dir.computed)})

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +35,7 @@ from pyro_vae.vae import DECODER_OUTPUTS
 from pyro_vae.zoo import ZOO_EPOCHS, add_to_zoo, entry_name
 
 from .artifacts import RunDirectory
+from .provenance import current_commit, uncommitted_files
 from .run import (MODEL_FORMS, add_shared_arguments, at_least_one, integer_at_least, model_list,
                   resolve_device)
 
@@ -73,28 +73,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     if arguments.epochs is None:
         arguments.epochs = ZOO_EPOCHS[arguments.dataset]
     return arguments
-
-
-def _git(*words: str) -> str:
-    return subprocess.run(["git", *words], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parent).stdout
-
-
-def _commit() -> str:
-    """The commit the code was at, marked '-dirty' when the working tree had changes."""
-    try:
-        return _git("describe", "--always", "--dirty", "--abbrev=40").strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def uncommitted_files() -> list[str]:
-    """Tracked files that differ from the commit (untracked files are not code that ran)."""
-    try:
-        status = _git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return []
-    return sorted(line[3:] for line in status.splitlines() if line.strip())
 
 
 def check_clean_tree(arguments: argparse.Namespace) -> dict:
@@ -150,7 +128,7 @@ def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE,
         print(f"  continuing the finished run {shorter} (same recipe, fewer epochs)")
     continued_from = origin.read_text().strip() if origin.exists() else None
     vae = MODEL_KINDS[config.kind](config)
-    training_commit = _commit()  # the code as this process imported it
+    training_commit = current_commit()  # the code as this process imported it
     train_config = TrainConfig(epochs=arguments.epochs, seed=arguments.seed,
                                kl_warmup_epochs=arguments.kl_warmup_epochs)
     history = train_vae(vae, splits, train_config, device=device,
@@ -172,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     tree = check_clean_tree(arguments)  # before hours of training, not after
     # the code this process imported, which trains, evaluates and registers the model (the tree
     # may change under a long run; what ran is what was there at the start)
-    commit = _commit()
+    commit = current_commit()
     try:
         splits = load_dataset(arguments.dataset, arguments.data_root,
                               all_colours=arguments.all_colours, seed=arguments.seed)
