@@ -1,7 +1,8 @@
 """One entry point for the defence's sampler: ``sample_posterior(..., sampler=...)``.
 
 The samplers differ by one argument, a name of the registry :data:`inference.samplers.SAMPLERS`:
-batched ``"hmc"`` (the paper's Algorithm 1, trajectory jittered by default), batched
+batched ``"hmc"`` (the paper's Algorithm 1; by default with dual averaging, a per-point mass
+matrix and a jittered trajectory), batched
 ``"nuts"``, ``"mala"`` (HMC with one leapfrog step and its own adaptation), ``"map"`` (Adam
 mode finding, Appendix B.3), and the references ``"pyro_hmc"`` / ``"pyro_nuts"`` (stock Pyro
 kernels, one chain per point, for small N). All start from the encoder, z₀ ~ q(z|x) (or its
@@ -212,7 +213,7 @@ def sample_posterior(
             point: slow, for small N).
         adapt: per-chain step-size adaptation: ``"paper"`` (η_t = η_{t−1}(1 + 0.01(α−0.9)/0.9),
             PROTOCOL.md §7), ``"dual_averaging"``, None, or ``"auto"`` (the sampler's default:
-            hmc: paper, nuts, mala and the Pyro references: dual averaging, map: none). Runs
+            dual averaging for every MCMC sampler, none for map). Runs
             during warm-up only, unless ``adapt_after_warmup`` (the paper's code never stopped
             adapting).
         target_accept: adaptation target; default the sampler's (mala: 0.574) or the kind's,
@@ -221,12 +222,15 @@ def sample_posterior(
             η·(1 + j·(2u − 1)), u ~ U(0, 1), so the trajectory length varies and cannot
             resonate with the posterior (see :class:`~inference.kernels.BatchedKernel`).
             None: the sampler's default (hmc: 0.5, the others 0). ``jitter=0`` with
-            ``sampler="hmc"`` is the paper's exact fixed-L algorithm.
+            ``sampler="hmc"``, ``adapt="paper"`` and ``mass_matrix="identity"`` is the paper's
+            exact fixed-L algorithm.
         mass_matrix: the diagonal mass matrix per point (see :mod:`inference.mass`):
             ``"identity"`` (unit mass, the paper's), ``"encoder"`` (the guide's variance σ²(x),
             fixed), ``"windowed"`` (Stan's windowed warm-up from unit mass),
             ``"encoder_windowed"`` (the windows starting from, and shrunk towards, σ²(x)), or
-            ``"auto"`` (the sampler's default). With a mass matrix, ``step_size`` is in the
+            ``"auto"`` (the sampler's default: encoder_windowed for the batched MCMC samplers,
+            Pyro's own windowed adaptation for the stock references, identity for map). The
+            paper's sampler is ``sampler="hmc", adapt="paper", mass_matrix="identity", jitter=0``. With a mass matrix, ``step_size`` is in the
             whitened coordinates z / sqrt(inverse mass).
         compile_potential: evaluate the potential and its gradient through one tensor program
             recorded from the model and checked once per run (see

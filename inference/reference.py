@@ -6,7 +6,8 @@ Differences from the batched kernels that come from stock Pyro, not from us: ste
 by Pyro's dual averaging (after its own "reasonable step size" search) during warm-up only; HMC
 keeps the trajectory length η₀·L fixed, so the number of leapfrog steps changes with the adapted
 step size; randomness comes from Pyro's global RNG, seeded per chain from the run's seed and
-restored afterwards.
+restored afterwards. ``mass_matrix="windowed"`` is Pyro's own windowed diagonal mass-matrix
+adaptation (its default), ``"identity"`` turns it off.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run_stock_pyro(model, model_args: tuple, z0: Tensor, config, model_kwargs: d
             for point in range(num_points):
                 set_rng_seed((config.seed + chain * num_points + point) % 2**32)
                 options = dict(step_size=config.step_size, adapt_step_size=config.adapt is not None,
-                               adapt_mass_matrix=False)
+                               adapt_mass_matrix=config.mass_matrix == "windowed")
                 if config.target_accept is not None:
                     options["target_accept_prob"] = config.target_accept
                 if config.sampler == "pyro_nuts":
