@@ -126,4 +126,6 @@ def test_readme_example_runs_and_retains_no_graph(monkeypatch):
         assert not similarity.requires_grad, (
             "the README example's printed MS-SSIM requires grad (its decode/reconstruct run with "
             "the zoo's weights requiring grad): decode under torch.no_grad() or freeze the model")
-    assert retained == {2: 0, 8: 0}, f"saved tensors alive after the run, by T: {retained}"
+    # (A few saved tensors stay alive at any T: inputs such as x_ref that the example's own
+    # variables hold, which autograd also saved while the attack ran. The equality above is
+    # what a retained chain graph breaks.)
