@@ -198,10 +198,11 @@ class SamplerRegistry(Mapping):
         return f"SamplerRegistry({', '.join(self._specs)})"
 
 
-# The default mass matrix of the batched MCMC samplers: Stan's windowed warm-up started from,
-# and shrunk towards, the encoder's variance. On 10 MNIST and ColorMNIST references (python -m
-# benchmarks.mass_matrix; docs/samplers.md) it had the lowest per-point R-hat on attacked inputs
-# of the four sources, where the fooled encoder's own scale is the wrong one.
+# The default mass matrix of the batched MCMC samplers: the encoder's variance σ²(x), refined by
+# Stan's windows where the warm-up has room for them (≥ 150 transitions; the quick profile's 50
+# keep σ²(x)). On 10 MNIST and ColorMNIST references at 50 warm-up transitions (python -m
+# benchmarks.mass_matrix; docs/samplers.md) σ²(x) gave the largest ESS per gradient on clean
+# inputs and no divergences; the 15/75/10 windows of short warm-ups diverged (inference.mass).
 DEFAULT_MASS = "encoder_windowed"
 
 SAMPLERS = SamplerRegistry([

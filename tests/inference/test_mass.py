@@ -12,10 +12,10 @@ from inference.target import encoder_variance
 def test_slow_windows_follow_stan():
     # Stan's documented schedule for 1000 warm-up iterations (buffers 75 / 25 doubling / 50).
     assert slow_windows(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
-    # Shorter than 150: 15 % / 75 % / 10 %, one window.
-    assert slow_windows(50) == [(7, 45)]
-    assert slow_windows(100) == [(15, 90)]
-    assert slow_windows(19) == []  # too short: step size only
+    assert slow_windows(150) == [(75, 100)]
+    assert slow_windows(300) == [(75, 100), (100, 150), (150, 250)]  # the last one stretched
+    # Shorter than Stan's buffers: no window, the starting mass matrix is kept.
+    assert slow_windows(149) == [] and slow_windows(50) == []
 
 
 def test_pooled_variance_equals_the_variance_of_all_draws():
@@ -105,7 +105,7 @@ def test_identity_mass_is_the_unwhitened_sampler(problem):
                             num_samples=5, seed=4, mass_matrix="windowed", adapt="dual_averaging")
     identity = sample_posterior(problem.model, problem.guide, (x,), sampler="hmc", num_warmup=5,
                                 num_samples=5, seed=4, mass_matrix="identity", adapt="dual_averaging")
-    # 5 warm-up transitions are below Stan's 20: no window, so the mass stays at one.
+    # 5 warm-up transitions are below Stan's buffers: no window, so the mass stays at one.
     assert torch.equal(ones.inverse_mass, torch.ones(5, problem.latent_dim))
     torch.testing.assert_close(ones.z, identity.z)
 
