@@ -105,3 +105,25 @@ def evaluate_vae(vae: PyroVAE, subset, *, num_importance_samples: int = 1000,
     return Evaluation(elbo=sums["elbo"] / total, nll=nll_mean,
                       nll_standard_error=math.sqrt(variance / total), mse=sums["mse"] / total,
                       num_points=total, num_importance_samples=num_importance_samples)
+
+
+def entropy_floor(subset, *, batch_size: int = 1000, max_points: int | None = None) -> tuple[float, float]:
+    """The lowest NLL any model with this likelihood can reach: Σ_pixels H(x_pixel) per image.
+
+    For an intensity x ∈ [0, 1] and any Bernoulli mean p, −[x log p + (1 − x) log(1 − p)] ≥ H(x)
+    = −x log x − (1 − x) log(1 − x) (Gibbs' inequality, equality at p = x). So every decoded
+    image has p(x|z) ≤ exp(−Σ H(x)), and so has their average p(x) = E_p(z)[p(x|z)]. A test NLL
+    below this floor cannot come from the Bernoulli likelihood on [0, 1] intensities
+    (PROTOCOL.md §3) on these images: it was measured on other data or with another estimator.
+
+    Returns (mean, standard error) in nats per image over the first ``max_points`` images.
+    """
+    totals = []
+    count = min(len(subset), max_points or len(subset))
+    for x, _ in minibatches(subset, batch_size, limit=count):
+        x = x.double().clamp(0.0, 1.0)
+        entropy = -(torch.xlogy(x, x) + torch.xlogy(1.0 - x, 1.0 - x))
+        totals.append(entropy.flatten(1).sum(1))
+    per_image = torch.cat(totals)
+    return float(per_image.mean()), float(per_image.std() / math.sqrt(len(per_image)))
+

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks import classifier_accuracy, train_latent_classifier
-from pyro_vae import (MODEL_KINDS, CheckpointError, PretrainedNotFound, PyroVAE, TrainConfig,
+from pyro_vae import (MODEL_KINDS, CheckpointError, entropy_floor, PretrainedNotFound, PyroVAE, TrainConfig,
                       batch_of, config_for, evaluate_vae, load_checkpoint, train_vae)
 from pyro_vae.checkpoint import checkpoint_payload, model_from_payload
 from pyro_vae.zoo import pretrained, sha256_of
@@ -178,7 +178,9 @@ def quality(context: RunContext, model: LoadedModel, network: FeatureCNN) -> dic
             "source": "computed in this run"}
         fd = prior_sample_fd(network, model.vae, test, points=profile.fid_points,
                              device=context.device, seed=context.settings.seed)
-        return {**evaluation, "fd_cnn": fd}
+        floor, floor_se = entropy_floor(test, max_points=points)  # on the NLL's own images
+        return {**evaluation, "fd_cnn": fd, "entropy_floor": floor,
+                "entropy_floor_standard_error": floor_se}
 
     return context.timed("evaluation", lambda: context.run_dir.stage(
         f"quality/{model.tag}.json", evaluate, code=("pyro_vae.evaluate", "benchmarks.frechet"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae import evaluate_vae
+from pyro_vae import entropy_floor, evaluate_vae
 from pyro_vae.evaluate import importance_log_weights
 
 LATENT, SHAPE = 2, (1, 2, 3)  # x is a tiny "image" of 6 pixels
@@ -115,3 +115,27 @@ def test_with_a_poor_guide_the_estimate_tightens_to_the_evidence():
     error = (w.std(0) / (math.sqrt(k) * w.mean(0))).mean().item()
     assert error < 0.05
     assert abs(many.nll - exact) < 5 * error
+
+
+def test_entropy_floor_is_the_pixels_binary_entropy():
+    """Closed forms: a pixel at 0.5 carries log 2 nats, one at 0 or 1 none; 0.25 carries
+    H(0.25) = −0.25 log 0.25 − 0.75 log 0.75. Mean and SE over images."""
+    images = torch.stack([torch.full((1, 2, 2), 0.5), torch.tensor([[[0.0, 1.0], [0.25, 0.5]]])])
+
+    class Images:  # the vectorised-dataset protocol of pyro_vae.data
+        def __len__(self):
+            return len(images)
+
+        def batch(self, indices):
+            return images[indices], torch.zeros(len(indices))
+
+    subset = Images()
+    h_quarter = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    per_image = torch.tensor([4 * math.log(2), h_quarter + math.log(2)], dtype=torch.float64)
+    mean, standard_error = entropy_floor(subset)
+    assert mean == pytest.approx(float(per_image.mean()))
+    assert standard_error == pytest.approx(float(per_image.std() / math.sqrt(2)))
+    # And no model beats it: a Bernoulli mean at the pixel itself attains it exactly.
+    x = images[1].double()
+    best = -(x * x.clamp_min(1e-300).log() + (1 - x) * (1 - x).clamp_min(1e-300).log()).sum()
+    assert float(best) == pytest.approx(float(per_image[1]))
