@@ -73,6 +73,8 @@ def test_collect_refuses_a_folder_without_results(tmp_path):
 def test_a_commit_in_results_is_shown(tmp_path, smoke_run):
     _, run_dir, _ = smoke_run
     results = json.loads((run_dir / "results.json").read_text())
+    for section in results["experiments"].values():  # runs now record it per section;
+        section.pop("commit", None)  # the run-level field is the fallback for older runs
     results["commit"] = "abc123"
     assert "- **Commit**: `abc123`." in docs.run_facts("x", results)
 
