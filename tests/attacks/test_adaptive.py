@@ -207,7 +207,7 @@ def test_the_chain_attacked_is_the_defence_on_the_vae(vae, x_ref, jitter):
     """UnrolledHMC on the tiny VAE equals sample_posterior("hmc") with the traced potential the
     defence runs by default, under the same seed."""
     samples = sample_posterior(vae.model, vae.guide, (x_ref,), sampler="hmc", num_chains=2, num_warmup=0,
-                               num_samples=3, step_size=0.1, num_leapfrog_steps=3, adapt=None,
+                               num_samples=3, step_size=0.1, num_leapfrog_steps=3, adapt=None, mass_matrix="identity",
                                jitter=jitter, seed=4)
     generator = torch.Generator().manual_seed(4)
     z0 = initial_latents(vae.guide, (x_ref,), num_chains=2, generator=generator)

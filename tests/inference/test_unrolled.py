@@ -17,7 +17,7 @@ def test_forward_pass_is_the_defence(problem, jitter, compile_potential):
     x = problem.data(6)
     samples = sample_posterior(problem.model, problem.guide, (x,), sampler="hmc", num_chains=NUM_CHAINS,
                                num_warmup=0, num_samples=NUM_TRANSITIONS, step_size=STEP,
-                               num_leapfrog_steps=NUM_LEAPFROG, adapt=None, jitter=jitter, seed=3,
+                               num_leapfrog_steps=NUM_LEAPFROG, adapt=None, mass_matrix="identity", jitter=jitter, seed=3,
                                compile_potential=compile_potential)
     generator = torch.Generator().manual_seed(3)
     z0 = initial_latents(problem.guide, (x,), num_chains=NUM_CHAINS, generator=generator)
