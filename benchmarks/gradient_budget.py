@@ -24,13 +24,11 @@ import torch
 
 from inference import SAMPLERS
 
-from .artifacts import ConfigurationMismatch, RunDirectory
-from .context import RunContext, Settings
 from .figures import gradient_budget_curve
 from .profiles import PAPER_SAMPLER, PROFILES, with_overrides
-from .run import add_model_source_arguments, add_shared_arguments, at_least_one, resolve_device
-from .stages import attacks as attack_stages
-from .stages import defence, latents, metrics, models
+from .run import add_model_source_arguments, add_shared_arguments, at_least_one
+from .single_model import skl_setting
+from .stages import defence, latents, metrics
 
 GAIN_SHARE = 0.95  # "reaches the paper's gain": at least this share of the paper-budget gain
 
@@ -94,28 +92,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     arguments = parse_arguments(argv)
-    device = resolve_device(arguments.device)
     profile = with_overrides(PROFILES["quick"], references=arguments.references, restarts=1,
                              radii=(arguments.radius,), num_chains=arguments.chains)
-    default_out = Path("runs") / f"{arguments.dataset}-gradient-budget-eps{arguments.radius:g}"
-    run_dir = RunDirectory(arguments.out or default_out)
-    settings = Settings(dataset=arguments.dataset, profile=profile, sampler="hmc", device=device,
-                        seed=arguments.seed, data_root=arguments.data_root,
-                        progress=not arguments.no_progress,
-                        decoder_output=arguments.decoder_output)
-    try:
-        run_dir.pin_configuration({"dataset": arguments.dataset, "seed": arguments.seed,
-                                   "model": str(arguments.checkpoint or arguments.decoder_output),
-                                   "profile": profile.to_dict()})
-        context = RunContext(settings, run_dir)
-    except ConfigurationMismatch as error:
-        raise SystemExit(f"error: {error}") from None
-    model = models.load_checkpoint_or_zoo(arguments.dataset, arguments.checkpoint,
-                                          decoder_output=arguments.decoder_output, device=device)
-    _, x_ref, _ = attack_stages.references(context)
-    attacks = attack_stages.run_attacks(context, model, x_ref,
-                                        attack_stages.table_objectives(model, {}))
-    x_adv = attacks["skl"]["adversarial"][0][:, 0]  # (N, C, H, W): first restart
+    setting = skl_setting(arguments, profile,
+                          Path("runs") / f"{arguments.dataset}-gradient-budget-eps{arguments.radius:g}")
+    run_dir, context, model = setting.run_dir, setting.context, setting.model
+    x_ref, x_adv = setting.x_ref, setting.x_adv  # x_adv: the first restart, (N, C, H, W)
     step_size = PAPER_SAMPLER[arguments.dataset][1]
     generator = context.generator
     chosen = [b for b in budgets()

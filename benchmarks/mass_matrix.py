@@ -30,12 +30,10 @@ import torch
 
 from inference import to_inference_data
 
-from .artifacts import ConfigurationMismatch, RunDirectory
-from .context import RunContext, Settings
 from .profiles import PROFILES, with_overrides
-from .run import add_model_source_arguments, add_shared_arguments, at_least_one, resolve_device
-from .stages import attacks as attack_stages
-from .stages import defence, latents, metrics, models
+from .run import add_model_source_arguments, add_shared_arguments, at_least_one
+from .single_model import skl_setting
+from .stages import defence, latents, metrics
 
 
 @dataclass(frozen=True)
@@ -104,27 +102,12 @@ def per_point_diagnostics(samples) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     arguments = parse_arguments(argv)
-    device = resolve_device(arguments.device)
     profile = with_overrides(PROFILES["quick"], references=arguments.references, restarts=1,
                              radii=(arguments.radius,))
-    default_out = Path("runs") / f"{arguments.dataset}-mass-matrix-eps{arguments.radius:g}"
-    run_dir = RunDirectory(arguments.out or default_out)
-    settings = Settings(dataset=arguments.dataset, profile=profile, sampler="hmc", device=device,
-                        seed=arguments.seed, data_root=arguments.data_root,
-                        progress=not arguments.no_progress, decoder_output=arguments.decoder_output)
-    try:
-        run_dir.pin_configuration({"dataset": arguments.dataset, "seed": arguments.seed,
-                                   "model": str(arguments.checkpoint or arguments.decoder_output),
-                                   "profile": profile.to_dict()})
-        context = RunContext(settings, run_dir)
-    except ConfigurationMismatch as error:
-        raise SystemExit(f"error: {error}") from None
-    model = models.load_checkpoint_or_zoo(arguments.dataset, arguments.checkpoint,
-                                          decoder_output=arguments.decoder_output, device=device)
-    _, x_ref, _ = attack_stages.references(context)
-    attacks = attack_stages.run_attacks(context, model, x_ref,
-                                        attack_stages.table_objectives(model, {}))
-    x_adv = attacks["skl"]["adversarial"][0][:, 0]  # (N, C, H, W): first restart
+    setting = skl_setting(arguments, profile,
+                          Path("runs") / f"{arguments.dataset}-mass-matrix-eps{arguments.radius:g}")
+    run_dir, context, model = setting.run_dir, setting.context, setting.model
+    x_ref, x_adv = setting.x_ref, setting.x_adv  # x_adv: the first restart, (N, C, H, W)
     oracle_start = latents.guide_latents(model.vae, x_ref, None)
     groups = {"clean": (x_ref, "sample"), f"skl@{arguments.radius:g}": (x_adv, "sample"),
               f"skl@{arguments.radius:g} oracle start": (x_adv, oracle_start)}
