@@ -348,6 +348,29 @@ class DiagnosticsSummary:
     ess_bulk_per_1k_grad_per_point: np.ndarray | None = None
     ebfmi_per_chain: np.ndarray | None = None
 
+    def __str__(self) -> str:
+        """A few lines for a reader: the distributions over points, no per-point arrays."""
+        points = len(self.rhat_per_point)
+        lines = [
+            f"{points} points; per point, worst coordinate: R-hat median {self.rhat_median:.3f}, "
+            f"p90 {self.rhat_p90:.3f}, max {self.max_rhat:.3f}",
+            f"bulk ESS median {self.ess_bulk_median:.1f}, p10 {self.ess_bulk_p10:.1f}, "
+            f"min {self.min_ess_bulk:.1f}; tail ESS median {self.ess_tail_median:.1f}, "
+            f"min {self.min_ess_tail:.1f}",
+            f"acceptance {self.mean_accept_prob:.3f}; divergent {self.num_divergent} "
+            f"({self.divergence_rate:.2%} of kept transitions)"]
+        if self.nested_rhat_median is not None:
+            lines.append(f"nested R-hat ({self.chains_per_superchain} chains per superchain) "
+                         f"median {self.nested_rhat_median:.3f}, p90 {self.nested_rhat_p90:.3f}")
+        if self.ess_bulk_per_1k_grad_median is not None:
+            lines.append(f"bulk ESS per 1,000 gradient evaluations median "
+                         f"{self.ess_bulk_per_1k_grad_median:.2f}, "
+                         f"p10 {self.ess_bulk_per_1k_grad_p10:.2f}")
+        if self.ebfmi_median is not None:
+            lines.append(f"E-BFMI median {self.ebfmi_median:.2f}, min {self.ebfmi_min:.2f}, "
+                         f"{self.ebfmi_fraction_low:.0%} of chains below {EBFMI_THRESHOLD}")
+        return "\n".join(lines)
+
 
 def _var_names(idata: az.InferenceData, var_name: str | Sequence[str] | None) -> list[str]:
     if var_name is None:

@@ -194,12 +194,19 @@ def test_many_short_chains_summary(problem):
         num_warmup=5, num_samples=NUM_DRAWS, step_size=0.2, num_leapfrog_steps=4, init="mean",
         seed=3)))
     assert shared.nested_rhat_max is None and shared.chains_per_superchain is None
+    # printed, the summary is a few lines of the distributions, not the per-point arrays
+    text = str(summary)
+    assert len(text.splitlines()) == 6 and "[" not in text
+    assert f"R-hat median {summary.rhat_median:.3f}" in text
+    assert f"{summary.divergence_rate:.2%} of kept transitions" in text
+    assert len(str(shared).splitlines()) == 5  # no nested R-hat line
 
 
 def test_summary_without_energy_or_gradient_counts(problem):
     summary = summarize(to_inference_data(run(problem, "map")))
     assert summary.ebfmi_median is None and summary.ebfmi_fraction_low is None
     assert summary.ess_bulk_per_1k_grad_median is not None  # MAP counts its evaluations
+    assert "E-BFMI" not in str(summary) and "gradient evaluations" in str(summary)
 
 
 def test_chains_stuck_at_two_values_have_infinite_rhat_as_arviz():
