@@ -1,19 +1,22 @@
 """``python -m benchmarks.mass_matrix --dataset mnist``: the defence's chains with each source of
-the mass matrix, side by side on the same clean and attacked inputs.
+the mass matrix, and each way of spending the gradient budget, side by side on the same clean and
+attacked inputs.
 
 On the zoo's model, the stratified references and their SKL attack at one radius (first
-restart), every setting runs the quick profile's budget (2 chains, 50 warm-up + 50 kept
-transitions, L = 20, step size jittered ±50 %) once on the clean references and once on the
-attacked inputs, and once more on the attacked inputs started at the reference's own code (the
-oracle start, see :func:`benchmarks.stages.metrics.diagnosis`). Per group it reports what a
-reader of the chain diagnostics needs: mean acceptance, the share of kept transitions that
-diverged, the median and 90th percentile over points of each point's worst-coordinate split
+restart), every setting runs once on the clean references and once on the attacked inputs, and
+once more on the attacked inputs started at the reference's own code (the oracle start, see
+:func:`benchmarks.stages.metrics.diagnosis`). Per group it reports what a reader of the chain
+diagnostics needs (:func:`inference.summarize`): mean acceptance, the share of kept transitions
+that diverged, the median and 90th percentile over points of each point's worst-coordinate split
 R-hat, the median over points of each point's smallest bulk ESS per 1,000 gradient evaluations,
-and the defended MS-SSIM (paper variant) with the oracle start's beside it.
+the gradient evaluations per input (all chains, warm-up included), and the defended MS-SSIM
+(paper variant) with the oracle start's beside it.
 
-The settings: the paper's step-size rule with unit mass (the quick profile's sampler until this
-comparison), dual averaging with unit mass, and dual averaging with each mass matrix of
-:mod:`inference.mass`. Writes ``mass.json`` and ``mass.md``; every setting is a cached stage.
+The mass-matrix settings run the quick profile's budget: the paper's step-size rule with unit
+mass, dual averaging with unit mass, and dual averaging with each mass matrix of
+:mod:`inference.mass`. The budget settings keep the default adaptation and change how the
+gradient evaluations are spent: chains × transitions (half of them warm-up) × leapfrog steps L.
+Writes ``mass.json`` and ``mass.md``; every setting is a cached stage.
 """
 
 from __future__ import annotations
@@ -24,11 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import arviz as az
-import numpy as np
 import torch
 
-from inference import to_inference_data
+from inference import summarize, to_inference_data
 
 from .profiles import PROFILES, with_overrides
 from .run import add_model_source_arguments, add_shared_arguments, at_least_one
@@ -38,10 +39,26 @@ from .stages import defence, latents, metrics
 
 @dataclass(frozen=True)
 class Setting:
+    """One row: sampler, adaptation, mass matrix and, where not None, the budget's allocation
+    (chains, transitions T with the profile's warm-up fraction, leapfrog steps L) instead of
+    the quick profile's."""
+
     label: str
     sampler: str
     adapt: str
     mass_matrix: str
+    num_chains: int | None = None
+    num_transitions: int | None = None
+    num_leapfrog_steps: int | None = None
+
+    def budget(self, profile) -> dict:
+        """``benchmarks.stages.defence.sample`` overrides for this setting's allocation."""
+        if self.num_transitions is None:  # the mass-matrix rows: the profile's own budget
+            return {}
+        num_warmup = int(round(profile.warmup_fraction * self.num_transitions))
+        return {"num_chains": self.num_chains or profile.num_chains,
+                "num_warmup": num_warmup, "num_samples": self.num_transitions - num_warmup,
+                "num_leapfrog_steps": self.num_leapfrog_steps or profile.num_leapfrog_steps}
 
 
 SETTINGS = (
@@ -53,6 +70,13 @@ SETTINGS = (
     Setting("nuts, unit mass", "nuts", "dual_averaging", "identity"),
     Setting("nuts, encoder + windowed mass", "nuts", "dual_averaging", "encoder_windowed"),
     Setting("chees, encoder + windowed mass", "chees", "dual_averaging", "encoder_windowed"),
+    # the budget's allocation, default adaptation (dual averaging, encoder + windowed mass)
+    Setting("hmc, 2 chains × 100, L = 20", "hmc", "dual_averaging", "encoder_windowed", 2, 100, 20),
+    Setting("hmc, 4 chains × 100, L = 20", "hmc", "dual_averaging", "encoder_windowed", 4, 100, 20),
+    Setting("hmc, 4 chains × 200, L = 10", "hmc", "dual_averaging", "encoder_windowed", 4, 200, 10),
+    Setting("hmc, 4 chains × 300, L = 6", "hmc", "dual_averaging", "encoder_windowed", 4, 300, 6),
+    Setting("nuts, 4 chains × 200", "nuts", "dual_averaging", "encoder_windowed", 4, 200),
+    Setting("chees, 4 chains × 300", "chees", "dual_averaging", "encoder_windowed", 4, 300, 6),
 )
 
 
@@ -80,24 +104,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-def per_point_diagnostics(samples) -> dict:
-    """Acceptance, divergent share, per-point worst split R-hat and smallest bulk ESS per 1,000
-    gradient evaluations (all of the point's chains, warm-up included), summarised over points."""
-    idata = to_inference_data(samples)
-    rhat = az.rhat(idata.posterior)
-    ess = az.ess(idata.posterior, method="bulk")
-    worst_rhat = np.max([rhat[name].max([d for d in rhat[name].dims if d != "point"]).values
-                         for name in rhat.data_vars], axis=0)
-    smallest_ess = np.min([ess[name].min([d for d in ess[name].dims if d != "point"]).values
-                           for name in ess.data_vars], axis=0)
-    evaluations = samples.num_grad_evals.sum(0).double().cpu().numpy()
-    stats = samples.sample_stats
-    return {"acceptance": float(stats["acceptance_rate"].float().mean()),
-            "divergent_share": float(stats["diverging"].float().mean()),
-            "rhat_median": float(np.median(worst_rhat)),
-            "rhat_p90": float(np.quantile(worst_rhat, 0.9)),
-            "ess_per_1000_evaluations_median": float(np.median(1000 * smallest_ess / evaluations)),
-            "gradient_evaluations_per_point": float(evaluations.mean())}
+def chain_figures(samples) -> dict:
+    """The figures of one group's chains that the table shows, from :func:`inference.summarize`
+    (its distributions over points: order statistics on the worse side)."""
+    summary = summarize(to_inference_data(samples))
+    return {"acceptance": summary.mean_accept_prob, "divergent_share": summary.divergence_rate,
+            "rhat_median": summary.rhat_median, "rhat_p90": summary.rhat_p90,
+            "ess_per_1000_evaluations_median": summary.ess_bulk_per_1k_grad_median,
+            "gradient_evaluations_per_point": float(
+                samples.num_grad_evals.sum(0).double().mean())}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -119,13 +134,13 @@ def main(argv: list[str] | None = None) -> dict:
             started = time.perf_counter()
             samples = defence.sample(context, model, inputs, init=init, sampler=setting.sampler,
                                      adapt=setting.adapt, mass_matrix=setting.mass_matrix,
-                                     progress_bar=False)
+                                     progress_bar=False, **setting.budget(profile))
             seconds = time.perf_counter() - started
             with torch.no_grad():
                 score = metrics.similarity_to_references(
                     model.vae, x_ref, metrics.decode_chains(model.vae, samples.final_z),
                     generator=context.generator())
-            row["groups"][name] = {**per_point_diagnostics(samples), "seconds": seconds,
+            row["groups"][name] = {**chain_figures(samples), "seconds": seconds,
                                    "ms_ssim": metrics.summary(score[metrics.PAPER_VARIANT])["plain"]}
         return row
 
@@ -135,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for setting in chosen:
         print(f"  {setting.label}", flush=True)
-        stage = "mass/" + setting.label.replace(", ", "_").replace(" + ", "+").replace(" ", "-") + ".json"
+        stage = "mass/" + (setting.label.replace(", ", "_").replace(" + ", "+").replace(" × ", "x")
+                           .replace(" = ", "").replace(" ", "-")) + ".json"
         rows.append(run_dir.stage(stage, lambda s=setting: run(s), code=code, after=after,
                                   identity=model.identity))
     summary = {"dataset": arguments.dataset, "radius": arguments.radius,
@@ -154,13 +170,14 @@ def render(summary: dict) -> str:
              "point's smallest bulk ESS per 1,000 gradient evaluations, median over points; "
              "divergent: share of kept transitions; MS-SSIM: paper variant (SE).", "",
              "| setting | inputs | acceptance | divergent | R-hat median / p90 | ESS per 1k | "
-             "MS-SSIM | seconds |", "|---|---|---|---|---|---|---|---|"]
+             "gradients | MS-SSIM | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         for name, group in row["groups"].items():
             lines.append(
                 f"| {row['label']} | {name} | {group['acceptance']:.2f} "
                 f"| {group['divergent_share']:.1%} | {group['rhat_median']:.2f} / "
                 f"{group['rhat_p90']:.2f} | {group['ess_per_1000_evaluations_median']:.1f} "
+                f"| {group['gradient_evaluations_per_point']:.0f} "
                 f"| {group['ms_ssim'][0]:.3f} ({group['ms_ssim'][1]:.3f}) | {group['seconds']:.0f} |")
     return "\n".join(lines)
 

@@ -100,8 +100,12 @@ def _columns(results: dict) -> list[tuple[str, callable, bool]]:
 
 
 def _best_beta(models: list[dict], getter, higher: bool) -> dict:
+    """The family member most robust without the defence (the paper's β rows); a member whose
+    undefended value is NaN is never chosen over one with a number (NaN compares False with
+    everything, so max()/min() would keep it wherever it came first)."""
+    measured = [m for m in models if not math.isnan(getter(m, False)[0])] or models
     key = lambda m: getter(m, False)[0]  # noqa: E731 - judged on the undefended value
-    return max(models, key=key) if higher else min(models, key=key)
+    return max(measured, key=key) if higher else min(measured, key=key)
 
 
 def ceiling_lines(results: dict) -> list[str]:

@@ -17,7 +17,12 @@ for bit, and a transition recomputed by gradient checkpointing sees the same num
 
 Step sizes are constants (e.g. the defence's adapted per-chain step sizes,
 ``PosteriorSamples.step_size``): the warm-up adaptation, a function of acceptance rates, is not
-differentiated through.
+differentiated through. The mass matrix is the defence's starting one: unit mass (the paper's
+sampler), or with ``mass_matrix="encoder"`` the guide's variance σ²(x) at the chain's own data
+(:mod:`inference.mass`: the chain runs in u = z / σ(x)), a constant as well (computed without
+a graph); the defence's windowed re-estimates during warm-up are not replayed. Step sizes are in
+the chain's coordinates, so with the encoder mass they are whitened step sizes, as the
+defence's are.
 
 Memory: the graph holds every transition, L double-backward model calls each, so it grows
 linearly in K: one gradient on the MNIST zoo VAE (N = 10, L = 20, CPU, one thread) measured
@@ -39,7 +44,8 @@ from torch.utils.checkpoint import checkpoint as checkpointed
 
 from inference.hmc import HMCInfo, HMCNoise, HMCState, draw_hmc_noise, hmc_init, hmc_move
 from inference.kernels import jittered_step_size, stack_infos
-from inference.target import PosteriorTarget, ValueAndGrad
+from inference.mass import Whitening
+from inference.target import PosteriorTarget, ValueAndGrad, encoder_variance
 
 
 def differentiable_value_and_grad(potential: Callable[[Tensor], Tensor]) -> ValueAndGrad:
@@ -135,6 +141,9 @@ class UnrolledHMC:
     since the data change between calls. ``step_size``: constants broadcastable to (C, N), e.g.
     ``PosteriorSamples.step_size`` of a defence run; the defence's adaptation is not replayed.
 
+    ``mass_matrix``: ``"identity"`` (unit mass) or ``"encoder"`` (σ²(x) of ``guide``, see the
+    module docstring), the starting mass matrix of the defence's ``mass_matrix`` kinds.
+
     Usage: ``z_K = UnrolledHMC(vae.model, step_size=0.1, num_transitions=10)(x, z0, generator)``.
 
     Shape: x (N, ...) the model's one positional argument; z0 (C, N, D) -> z_K (C, N, D).
@@ -147,6 +156,8 @@ class UnrolledHMC:
     jitter: float = 0.0
     latent_site: str = "z"
     checkpoint: bool = False
+    mass_matrix: str = "identity"
+    guide: Callable | None = None
 
     def __post_init__(self):
         if self.num_transitions < 1:
@@ -157,6 +168,10 @@ class UnrolledHMC:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
         if not bool(torch.all(torch.as_tensor(self.step_size) > 0)):
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.mass_matrix not in ("identity", "encoder"):
+            raise ValueError(f"mass_matrix must be 'identity' or 'encoder', got {self.mass_matrix!r}")
+        if self.mass_matrix == "encoder" and self.guide is None:
+            raise ValueError("mass_matrix='encoder' needs the guide whose variance it uses")
 
     def run(self, model_args: tuple, z0: Tensor, generator: torch.Generator | None,
             model_kwargs: dict | None = None) -> tuple[HMCState, HMCInfo]:
@@ -174,8 +189,17 @@ class UnrolledHMC:
         step_size = step_size.expand(z0.shape[:-1]).clone()
         noise = draw_chain_noise(step_size, z0.shape[-1], self.num_transitions, jitter=self.jitter,
                                  generator=generator)
-        return unrolled_hmc(differentiable_value_and_grad(target.potential), z0, noise,
-                            self.num_leapfrog_steps, checkpoint=self.checkpoint)
+        value_and_grad = differentiable_value_and_grad(target.potential)
+        if self.mass_matrix == "identity":
+            return unrolled_hmc(value_and_grad, z0, noise, self.num_leapfrog_steps,
+                                checkpoint=self.checkpoint)
+        whitening = Whitening(encoder_variance(self.guide, model_args, latent_site=self.latent_site,
+                                               model_kwargs=model_kwargs).to(z0).sqrt(), z0.shape[0])
+        state, info = unrolled_hmc(whitening.value_and_grad(value_and_grad),
+                                   whitening.to_whitened(z0), noise, self.num_leapfrog_steps,
+                                   checkpoint=self.checkpoint)
+        # back to the model's coordinates: z = σ·u, dU/dz = (dU/du) / σ
+        return state._replace(z=whitening.to_model(state.z), grad=state.grad / whitening.scale), info
 
     def __call__(self, x: Tensor, z0: Tensor, generator: torch.Generator | None) -> Tensor:
         """The final latents z_K of the chains started at z0 on data x. Shape: (C, N, D)."""

@@ -10,8 +10,8 @@ posterior itself moved towards another reference's code (``posterior_shift``); t
 gradient of E_{p(z|x_a)}‖z − z̃_r‖² (``score_function``). Baselines: the paper's SKL attack with
 the paper's PGD (``skl_paper``) and with the sign steps the adaptive attacks use (``skl``).
 
-The attacked chain is the defence's own HMC (same L, jitter and the defence's adapted step
-size, measured on the SKL-attacked inputs), truncated to K transitions; every attacked input is
+The attacked chain is the defence's own HMC (same L, jitter, starting mass matrix and the
+defence's adapted step size, measured on the SKL-attacked inputs), truncated to K transitions; every attacked input is
 then defended by the run's full sampler (T transitions, all chains). The defence's robustness is
 the worst case: per reference the lowest defended MS-SSIM over all attacks, averaged.
 """
@@ -26,6 +26,7 @@ import torch
 from attacks import (DefendedLatentDistance, EncoderDivergence, PosteriorShift,
                      ScoreFunctionDistance, mean_and_standard_error)
 from inference import UnrolledHMC
+from inference.mass import uses_encoder
 
 from .. import figures
 from ..context import RunContext
@@ -90,9 +91,13 @@ def run(context: RunContext, knobs: Knobs) -> dict:
                                    pgd_options={"skl": sign} if "skl" in baselines else None)
     step_size = baseline["defence"]["final_step_size_mean"]
     config = baseline["defence"]["sampler_config"]
+    # the defence's starting mass matrix: the encoder's σ²(x) where its kind starts there
+    # (its windowed re-estimates are not replayed, as its step-size adaptation is not)
+    mass_matrix = "encoder" if uses_encoder(config["mass_matrix"]) else "identity"
     chain = UnrolledHMC(model.vae.model, step_size=step_size,
                         num_transitions=knobs.unrolled_transitions,
-                        num_leapfrog_steps=config["num_leapfrog_steps"], jitter=config["jitter"])
+                        num_leapfrog_steps=config["num_leapfrog_steps"], jitter=config["jitter"],
+                        mass_matrix=mass_matrix, guide=model.vae.guide)
     objectives = chain_objectives(model.vae, chain, x_ref, knobs)
     adaptive = attack_defend_score(
         context, model, x_ref, objectives, radii=knobs.radii, stage=f"{tag}_adaptive",
@@ -102,7 +107,7 @@ def run(context: RunContext, knobs: Knobs) -> dict:
     return {"radii": list(knobs.radii), "attacks": [a for a in knobs.attacks if a in LABELS],
             "attacked_chain": {"step_size": step_size, "transitions": knobs.unrolled_transitions,
                                "leapfrog_steps": config["num_leapfrog_steps"],
-                               "jitter": config["jitter"]},
+                               "jitter": config["jitter"], "mass_matrix": mass_matrix},
             "groups": groups, "worst_case": worst_case(groups, knobs),
             "defence": adaptive["defence"]}
 
@@ -134,7 +139,8 @@ def render(run: dict, section: dict) -> list[str]:
              f"Every attack on {len(section['groups'][f'skl@{radii[0]:g}']['ms_ssim']['per_reference']['plain'])} "
              f"references; the chain-aware attacks differentiate the defence's HMC truncated to "
              f"K = {chain['transitions']} transitions (L = {chain['leapfrog_steps']}, η = "
-             f"{chain['step_size']:.4f}, jitter {chain['jitter']}), with sign-gradient PGD; every "
+             f"{chain['step_size']:.4f}, jitter {chain['jitter']}, "
+             f"{chain['mass_matrix']} mass), with sign-gradient PGD; every "
              f"attacked input is then defended by the full `{run['sampler']}` defence. Cells: "
              "defended MS-SSIM[x̃_r, x̃_a] (paper variant), mean (standard error); "
              "MS-SSIM[x_r, x_a] of the inputs in the second table.", "",

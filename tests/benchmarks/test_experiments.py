@@ -156,6 +156,8 @@ def test_rerunning_an_experiment_computes_nothing(experiment_runs, smoke_run, sm
 def test_adaptive_worst_case_is_no_better_than_any_attack(experiment_runs):
     section = experiment_runs["adaptive"]["experiments"]["adaptive"]
     assert set(section["attacks"]) >= {"skl", "bpda", "unrolled", "unrolled_eot", "detached"}
+    # the smoke defence's default mass matrix starts at the encoder's variance; so does the chain
+    assert section["attacked_chain"]["mass_matrix"] == "encoder"
     for radius, worst in section["worst_case"].items():
         means = {name: section["groups"][f"{name}@{radius}"]["ms_ssim"]["defended"][0]
                  for name in section["attacks"]}

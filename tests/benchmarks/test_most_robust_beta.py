@@ -8,8 +8,6 @@ and the defended row shows the defended value of that same β (report.py's rule,
 
 import math
 
-import pytest
-
 from benchmarks.report import robustness_table
 
 HEADERS = ["MS-SSIM 0.1", "MS-SSIM 0.2", "acc 0", "acc 0.1", "acc 0.2", "MSE (refs)"]
@@ -135,11 +133,12 @@ def test_the_paper_rows_and_the_vae_verdict_sit_beside_ours():
     assert all(cell.startswith("✓") for cell in table["VAE: verdict"] + table["VAE + HMC: verdict"])
 
 
-@pytest.mark.xfail(strict=True, reason="report._best_beta uses max()/min() on the undefended "
-                   "means: a NaN mean in the first model of a family compares False with every "
-                   "other value and is kept as the 'most robust' (it should be skipped)")
 def test_a_nan_value_is_never_chosen():
     broken = model_entry("beta_vae", 2.0, plain=(math.nan, 0.30, 0.95, 0.05, 0.01, 600.0),
                          defended=(0.91, 0.81, 0.93, 0.41, 0.31, 500.0))
     table = rows(results_of(VAE, broken, GRID[5.0], GRID[10.0]))
     assert chosen_betas(table["β-VAE (ours)"])[0] == 5
+    everywhere_nan = [model_entry("beta_vae", beta, plain=(math.nan,) * 6, defended=(0.5,) * 6)
+                      for beta in (2.0, 5.0)]
+    table = rows(results_of(VAE, *everywhere_nan))  # nothing measured: the first, no number
+    assert chosen_betas(table["β-VAE (ours)"])[0] == 2 and table["β-VAE (ours)"][0].strip() == "β=2"

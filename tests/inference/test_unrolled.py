@@ -13,16 +13,18 @@ NUM_CHAINS, NUM_TRANSITIONS, NUM_LEAPFROG, STEP = 3, 5, 4, 0.4
 
 @pytest.mark.parametrize("jitter", [0.0, 0.5])
 @pytest.mark.parametrize("compile_potential", [True, False])
-def test_forward_pass_is_the_defence(problem, jitter, compile_potential):
+@pytest.mark.parametrize("mass_matrix", ["identity", "encoder"])
+def test_forward_pass_is_the_defence(problem, jitter, compile_potential, mass_matrix):
     x = problem.data(6)
     samples = sample_posterior(problem.model, problem.guide, (x,), sampler="hmc", num_chains=NUM_CHAINS,
                                num_warmup=0, num_samples=NUM_TRANSITIONS, step_size=STEP,
-                               num_leapfrog_steps=NUM_LEAPFROG, adapt=None, mass_matrix="identity", jitter=jitter, seed=3,
-                               compile_potential=compile_potential)
+                               num_leapfrog_steps=NUM_LEAPFROG, adapt=None, mass_matrix=mass_matrix,
+                               jitter=jitter, seed=3, compile_potential=compile_potential)
     generator = torch.Generator().manual_seed(3)
     z0 = initial_latents(problem.guide, (x,), num_chains=NUM_CHAINS, generator=generator)
     chain = UnrolledHMC(problem.model, step_size=STEP, num_transitions=NUM_TRANSITIONS,
-                        num_leapfrog_steps=NUM_LEAPFROG, jitter=jitter)
+                        num_leapfrog_steps=NUM_LEAPFROG, jitter=jitter, mass_matrix=mass_matrix,
+                        guide=problem.guide)
     # With a graph to x.
     state, info = chain.run((x.clone().requires_grad_(True),), z0, generator)
     assert state.z.requires_grad
@@ -88,6 +90,8 @@ def test_log_joint_is_the_models_and_differentiable(problem):
     (dict(num_leapfrog_steps=0), "num_leapfrog_steps"),
     (dict(jitter=1.0), "jitter"),
     (dict(step_size=0.0), "step_size"),
+    (dict(mass_matrix="windowed"), "mass_matrix must be"),
+    (dict(mass_matrix="encoder"), "needs the guide"),
 ])
 def test_bad_settings_are_refused(problem, options, message):
     with pytest.raises(ValueError, match=message):
