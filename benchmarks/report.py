@@ -188,15 +188,17 @@ def short_chains_table(groups: list[tuple[str, str, dict]]) -> list[str]:
     10th percentile / min of each point's smallest; E-BFMI median / min over chains and the
     fraction below 0.3; the divergent fraction of kept transitions; mean acceptance."""
     lines = ["| run | inputs | R-hat (median / p90 / max) | nested R-hat (median / p90 / max) | "
+             "R-hat of log p(x, z) (median / p90 / max) | "
              "bulk ESS (median / p10 / min) | tail ESS (median / p10 / min) | bulk ESS per 1k "
              "gradients (median / p10 / min) | E-BFMI (median / min; < 0.3) | divergent | "
-             "acceptance |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "acceptance |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, group, summary in groups:
         ebfmi = (f"{_figure(summary.get('ebfmi_median'))} / {_figure(summary.get('ebfmi_min'))}; "
                  f"{_percent(summary.get('ebfmi_fraction_low'))}")
         lines.append(
             f"| {run} | {group} | {_spread(summary, 'rhat_', ('median', 'p90', '=max_rhat'), 3)} "
             f"| {_spread(summary, 'nested_rhat_', ('median', 'p90', 'max'), 3)} "
+            f"| {_spread(summary, 'lp_rhat_', ('median', 'p90', 'max'), 3)} "
             f"| {_spread(summary, 'ess_bulk_', ('median', 'p10', '=min_ess_bulk'), 1)} "
             f"| {_spread(summary, 'ess_tail_', ('median', 'p10', '=min_ess_tail'), 1)} "
             f"| {_spread(summary, 'ess_bulk_per_1k_grad_', ('median', 'p10', 'min'), 2)} "
@@ -217,7 +219,10 @@ SHORT_CHAINS_NOTE = (
     "(each input's worst coordinate; percentiles are order statistics on the worse side). "
     "Nested R-hat (Margossian et al. 2024) groups chains by shared start: the defence draws "
     "every chain's start from q(z|x), so each chain is its own superchain ('—' where chains "
-    "share a start). ESS per 1k gradients: an input's bulk ESS per 1,000 potential-and-gradient "
+    "share a start). R-hat of log p(x, z): the same for each input's log joint; high, the "
+    "chains sit at different densities (a worse mode, or not burnt in); near 1 while the "
+    "coordinates' R-hat is high, they sit at different places of equal density (a wide or "
+    "multimodal posterior not yet crossed). ESS per 1k gradients: an input's bulk ESS per 1,000 potential-and-gradient "
     "evaluations over all its chains (warm-up included). E-BFMI: ArviZ `bfmi` of each chain's "
     "energy (below 0.3: poor momentum resampling). Divergent: fraction of kept transitions with "
     "an energy error above 1000 (or non-finite), as Stan and NumPyro count them.")

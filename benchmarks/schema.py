@@ -34,7 +34,8 @@ _DIAGNOSTICS = {  # per input group; the distributions over points are optional 
                        "nested_rhat_max", "ess_bulk_median", "ess_bulk_p10", "ess_tail_median",
                        "ess_tail_p10", "ess_bulk_per_1k_grad_median", "ess_bulk_per_1k_grad_p10",
                        "ess_bulk_per_1k_grad_min", "ebfmi_median", "ebfmi_p10", "ebfmi_min",
-                       "ebfmi_fraction_low", "divergence_rate")}},
+                       "ebfmi_fraction_low", "lp_rhat_median", "lp_rhat_p90", "lp_rhat_max",
+                       "divergence_rate")}},
 }
 
 _MODEL = {

@@ -304,6 +304,12 @@ class DiagnosticsSummary:
     percentile / min. Percentiles are order statistics (no interpolation), taken on the worse
     side (the higher for R-hat, the lower for ESS), so an inf or NaN is not averaged away.
 
+    R-hat of the log joint log p(x, z) (the ``lp`` stat, Stan's ``lp__``) per point: median /
+    90th percentile / max. Beside the coordinates' R-hat it says why chains disagree: a high
+    lp R-hat means the chains sit at different densities (a chain in a worse mode, or not yet
+    burnt in); coordinates' R-hat high with lp R-hat near 1 means they sit at different places
+    of equal density (a wide or multimodal posterior that the chains have not crossed).
+
     E-BFMI per chain and point (ArviZ ``bfmi`` on the ``energy`` stat): median, 10th
     percentile, min and the fraction of chains below :data:`EBFMI_THRESHOLD` (a chain whose
     E-BFMI is undefined counts as below). Divergences (ΔH > 1000 or a non-finite energy, as
@@ -311,7 +317,7 @@ class DiagnosticsSummary:
     kept (post-warm-up) transitions. ``mean_accept_prob``: over kept transitions.
 
     Figures a sampler does not record are None: E-BFMI without ``energy`` (MAP, the stock-Pyro
-    references), ESS per gradient without ``n_grad_evals``; nested R-hat where no superchains
+    references), lp R-hat without ``lp``, ESS per gradient without ``n_grad_evals``; nested R-hat where no superchains
     are known (see :func:`summarize`). ``chains_per_superchain`` says how nested R-hat grouped
     the chains. The per-point arrays (shape (N,); E-BFMI (C, N)) back the distributions;
     ``sites`` has the worst cases per latent site (every group of a hierarchical model).
@@ -342,11 +348,15 @@ class DiagnosticsSummary:
     ebfmi_p10: float | None = None
     ebfmi_min: float | None = None
     ebfmi_fraction_low: float | None = None
+    lp_rhat_median: float | None = None
+    lp_rhat_p90: float | None = None
+    lp_rhat_max: float | None = None
     divergence_rate: float = float("nan")
     ess_tail_per_point: np.ndarray | None = None
     nested_rhat_per_point: np.ndarray | None = None
     ess_bulk_per_1k_grad_per_point: np.ndarray | None = None
     ebfmi_per_chain: np.ndarray | None = None
+    lp_rhat_per_point: np.ndarray | None = None
 
     def __str__(self) -> str:
         """A few lines for a reader: the distributions over points, no per-point arrays."""
@@ -359,6 +369,9 @@ class DiagnosticsSummary:
             f"min {self.min_ess_tail:.1f}",
             f"acceptance {self.mean_accept_prob:.3f}; divergent {self.num_divergent} "
             f"({self.divergence_rate:.2%} of kept transitions)"]
+        if self.lp_rhat_median is not None:
+            lines.append(f"R-hat of log p(x, z) median {self.lp_rhat_median:.3f}, "
+                         f"p90 {self.lp_rhat_p90:.3f}")
         if self.nested_rhat_median is not None:
             lines.append(f"nested R-hat ({self.chains_per_superchain} chains per superchain) "
                          f"median {self.nested_rhat_median:.3f}, p90 {self.nested_rhat_p90:.3f}")
@@ -432,6 +445,16 @@ def _ebfmi(idata: az.InferenceData) -> np.ndarray | None:
         return np.asarray(az.bfmi(energy.reshape(chains * points, draws))).reshape(chains, points)
 
 
+def _lp_rhat(idata: az.InferenceData) -> np.ndarray | None:
+    """Split R-hat of each point's log joint over its chains, (N,) (NaN as for the coordinates:
+    a non-finite lp, too few draws); None without an ``lp`` stat."""
+    stats = idata.sample_stats
+    if "lp" not in stats:
+        return None
+    lp = stats["lp"].transpose("chain", "draw", "point").values.astype(np.float64)
+    return rank_diagnostics(lp)[0]
+
+
 def summarize_sites(idata: az.InferenceData,
                     var_name: str | Sequence[str] | None = None) -> dict[str, SiteSummary]:
     """Per latent site (default: every posterior variable, i.e. every group of a multi-site run):
@@ -482,6 +505,7 @@ def summarize(idata: az.InferenceData, var_name: str | Sequence[str] | None = No
     with np.errstate(divide="ignore", invalid="ignore"):
         per_gradient = None if evaluations is None else 1000.0 * ess_bulk / evaluations
     ebfmi = _ebfmi(idata)
+    lp_rhat = _lp_rhat(idata)
     diverging = stats["diverging"]
     return DiagnosticsSummary(
         max_rhat=max((site.max_rhat for site in sites.values()), key=_nan_first),
@@ -510,11 +534,15 @@ def summarize(idata: az.InferenceData, var_name: str | Sequence[str] | None = No
         ebfmi_p10=_optional(ebfmi, 0.1, "lower"),
         ebfmi_min=_optional(ebfmi, 0.0, "lower"),
         ebfmi_fraction_low=None if ebfmi is None else float((~(ebfmi >= EBFMI_THRESHOLD)).mean()),
+        lp_rhat_median=_optional(lp_rhat, 0.5, "higher"),
+        lp_rhat_p90=_optional(lp_rhat, 0.9, "higher"),
+        lp_rhat_max=_optional(lp_rhat, 1.0, "higher"),
         divergence_rate=float(diverging.astype(float).mean()),
         ess_tail_per_point=ess_tail,
         nested_rhat_per_point=nested,
         ess_bulk_per_1k_grad_per_point=per_gradient,
         ebfmi_per_chain=ebfmi,
+        lp_rhat_per_point=lp_rhat,
     )
 
 
@@ -534,7 +562,8 @@ def point_diagnostics(summary: DiagnosticsSummary) -> xr.Dataset:
                  "ess_bulk": ("point", summary.ess_bulk_per_point)}
     optional = {"ess_tail": summary.ess_tail_per_point,
                 "nested_rhat": summary.nested_rhat_per_point,
-                "ess_bulk_per_1k_grad": summary.ess_bulk_per_1k_grad_per_point}
+                "ess_bulk_per_1k_grad": summary.ess_bulk_per_1k_grad_per_point,
+                "lp_rhat": summary.lp_rhat_per_point}
     variables |= {name: ("point", values) for name, values in optional.items() if values is not None}
     if summary.ebfmi_per_chain is not None:
         variables["ebfmi"] = (("chain", "point"), summary.ebfmi_per_chain)

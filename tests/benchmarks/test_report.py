@@ -34,10 +34,12 @@ def test_short_chains_table_shows_the_distributions_and_tolerates_older_runs():
            "ess_tail_p10": 9.0, "ess_bulk_per_1k_grad_median": 12.5,
            "ess_bulk_per_1k_grad_p10": 3.0, "ess_bulk_per_1k_grad_min": 1.0,
            "ebfmi_median": 0.9, "ebfmi_min": 0.2, "ebfmi_fraction_low": 0.25,
+           "lp_rhat_median": 1.002, "lp_rhat_p90": 1.05, "lp_rhat_max": 1.3,
            "divergence_rate": 0.01}
     old = {"max_rhat": 1.1, "min_ess_bulk": 3.0, "min_ess_tail": 2.0, "mean_accept_prob": 0.8,
            "num_divergent": 0}
     lines = short_chains_table([("vae", "clean", new), ("vae", "skl@0.1", old)])
-    assert "| vae | clean | 1.010 / 1.200 / inf | 1.000 / NaN / — | 40.0 / 10.0 / 3.0 |" in lines[2]
+    assert ("| vae | clean | 1.010 / 1.200 / inf | 1.000 / NaN / — | 1.002 / 1.050 / 1.300 "
+            "| 40.0 / 10.0 / 3.0 |") in lines[2]
     assert "| 0.90 / 0.20; 25.0% | 1.0% | 0.800 |" in lines[2]
-    assert lines[3].startswith("| vae | skl@0.1 | — / — / 1.100 | — / — / — |")
+    assert lines[3].startswith("| vae | skl@0.1 | — / — / 1.100 | — / — / — | — / — / — |")

@@ -194,12 +194,18 @@ def test_many_short_chains_summary(problem):
         num_warmup=5, num_samples=NUM_DRAWS, step_size=0.2, num_leapfrog_steps=4, init="mean",
         seed=3)))
     assert shared.nested_rhat_max is None and shared.chains_per_superchain is None
+    # R-hat of the log joint: ArviZ's on each point's lp draws (in float64, as summarize computes)
+    lp = idata.sample_stats["lp"].values  # (chain, draw, point)
+    expected_lp = [az.rhat(az.convert_to_dataset({"lp": lp[..., n].astype(np.float64)}))["lp"].values
+                   for n in range(NUM_POINTS)]
+    np.testing.assert_allclose(summary.lp_rhat_per_point, expected_lp, rtol=1e-9)
+    assert summary.lp_rhat_p90 == np.quantile(summary.lp_rhat_per_point, 0.9, method="higher")
     # printed, the summary is a few lines of the distributions, not the per-point arrays
     text = str(summary)
-    assert len(text.splitlines()) == 6 and "[" not in text
+    assert len(text.splitlines()) == 7 and "[" not in text
     assert f"R-hat median {summary.rhat_median:.3f}" in text
     assert f"{summary.divergence_rate:.2%} of kept transitions" in text
-    assert len(str(shared).splitlines()) == 5  # no nested R-hat line
+    assert len(str(shared).splitlines()) == 6  # no nested R-hat line
 
 
 def test_summary_without_energy_or_gradient_counts(problem):
