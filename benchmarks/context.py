@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -13,7 +14,7 @@ from pyro_vae import load_dataset
 from .artifacts import RunDirectory
 from .profiles import Profile
 
-MODEL_SOURCES = ("zoo", "train")
+MODEL_SOURCES = ("zoo", "train", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class Settings:
     """One run's choices besides the profile.
 
     ``model_source``: ``"zoo"`` uses the pretrained zoo's model where the zoo has one (and trains
-    otherwise), ``"train"`` always trains with the profile's epochs. ``decoder_output`` picks the
+    otherwise), ``"train"`` always trains with the profile's epochs, ``"checkpoint"`` reads the
+    one model from ``checkpoint``. ``decoder_output`` picks the
     ConvVAE's last layer (``"identity"`` is the authors' ColorMNIST decoder). ``model_seed``
     seeds the training of models trained in the run (None: ``seed``); everything else —
     references, attacks, chains, metrics — follows ``seed``, so runs that differ only in
@@ -38,11 +40,14 @@ class Settings:
     model_source: str = "zoo"
     decoder_output: str = "sigmoid"
     model_seed: int | None = None
+    checkpoint: Path | None = None
 
     def __post_init__(self) -> None:
         if self.model_source not in MODEL_SOURCES:
             raise ValueError(f"model_source must be one of {MODEL_SOURCES}, "
                              f"got {self.model_source!r}")
+        if (self.model_source == "checkpoint") != (self.checkpoint is not None):
+            raise ValueError("a checkpoint is given exactly when model_source is 'checkpoint'")
 
     @property
     def training_seed(self) -> int:

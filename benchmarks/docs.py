@@ -118,6 +118,8 @@ def command(results: dict, experiment: str | None = None) -> str:
         words += ["--decoder-output", results["decoder_output"]]
     if results.get("model_source") == "train":
         words.append("--train")
+    if results.get("model_source") == "checkpoint":
+        words += ["--checkpoint", results["checkpoint"]["path"]]
     if results.get("seed", 0) != 0:
         words += ["--seed", str(results["seed"])]
     defaults = PROFILES[profile["name"]].to_dict() if profile["name"] in PROFILES else {}
@@ -186,7 +188,18 @@ def run_facts(name: str, results: dict) -> list[str]:
         f"torch thread(s), {environment.get('platform', '?')}, Python "
         f"{environment.get('python', '?')}, {versions}.",
         f"- **Wall time**: {walls}.",
+        *_checkpoint_facts(results),
     ]
+
+
+def _checkpoint_facts(results: dict) -> list[str]:
+    """The ``--checkpoint`` model's line: what the file is and the training that made it."""
+    checkpoint = results.get("checkpoint")
+    if checkpoint is None:
+        return []
+    return [f"- **Model**: `{checkpoint['path']}` ({checkpoint['kind']} β={checkpoint['beta']:g}, "
+            f"{checkpoint.get('epochs')} epochs, training commit "
+            f"`{checkpoint.get('training_commit')}`, sha256 `{checkpoint['sha256'][:12]}`)."]
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,9 +32,10 @@ from pathlib import Path
 import torch
 
 from inference import SAMPLERS
-from pyro_vae import DATASET_NAMES, MODEL_KINDS, DatasetNotFoundError
+from pyro_vae import DATASET_NAMES, MODEL_KINDS, DatasetNotFoundError, load_checkpoint
+from pyro_vae.checkpoint import CheckpointError
 from pyro_vae.vae import DECODER_OUTPUTS
-from pyro_vae.zoo import ZOO_DIR, entry_name, training_command, zoo_index
+from pyro_vae.zoo import ZOO_DIR, entry_name, sha256_of, training_command, zoo_index
 
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
@@ -165,6 +166,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--train", action="store_true",
                         help="train every model in the run with the profile's epochs instead of "
                              "using the pretrained zoo's model")
+    source.add_argument("--checkpoint", type=Path, default=None,
+                        help="run on this saved model (benchmarks.train's model.pt, or any "
+                             "pyro_vae checkpoint) instead of the zoo's: it is the run's one "
+                             "model, its kind, β and decoder output read from the file")
     source.add_argument("--zoo-only", action="store_true",
                         help="every model must come from the pretrained zoo: stop before any work, "
                              "naming each missing entry and the command that trains it, instead "
@@ -204,6 +209,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                        help="training epochs of the FD-CNN's feature network (paper: 10; "
                             "quick: 1)")
     arguments = parser.parse_args(argv)
+    if arguments.checkpoint is not None:
+        if not arguments.checkpoint.is_file():
+            parser.error(f"--checkpoint {arguments.checkpoint}: no such file")
+        if arguments.models is not None or arguments.decoder_output != "sigmoid":
+            parser.error("--checkpoint runs the model in the file: its kind, β and decoder "
+                         "output come from it, so --models and --decoder-output do not apply")
     if arguments.zoo_only and arguments.epochs is not None:
         parser.error("--epochs sets the training of models trained in the run; --zoo-only trains "
                      "none")
@@ -283,10 +294,29 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
     return notes
 
 
+def read_checkpoint(arguments: argparse.Namespace) -> tuple[str, dict]:
+    """``--checkpoint``'s model, checked against the dataset before any work: (sha256, a
+    description with its kind, β, decoder output, channels and training record). Sets the
+    run's ``models`` and ``decoder_output`` to the file's."""
+    try:
+        vae, training = load_checkpoint(arguments.checkpoint, with_metadata=True)
+    except CheckpointError as error:
+        raise SystemExit(f"error: {error}") from None
+    channels = 3 if arguments.dataset == "colormnist" else 1
+    if vae.config.num_channels != channels:
+        raise SystemExit(f"error: --checkpoint {arguments.checkpoint} is a {vae.config.num_channels}"
+                         f"-channel model; {arguments.dataset} images have {channels}")
+    arguments.models = ((vae.config.kind, vae.config.beta),)
+    arguments.decoder_output = getattr(vae.config, "decoder_output", "sigmoid")
+    return sha256_of(arguments.checkpoint), {"kind": vae.config.kind, "beta": vae.config.beta,
+                                             "epochs": training.get("epochs"),
+                                             "training_commit": training.get("training_commit")}
+
+
 def zoo_entries(arguments: argparse.Namespace, profile: Profile) -> dict[str, dict | None]:
     """Entry name → the zoo entry each model of the run will use, or None when it is trained in
-    the run (``--train``, or not in the zoo)."""
-    index = {} if arguments.train else zoo_index()
+    the run (``--train``, or not in the zoo) or read from ``--checkpoint``."""
+    index = {} if arguments.train or arguments.checkpoint is not None else zoo_index()
     names = [entry_name(arguments.dataset, kind, beta, decoder_output=arguments.decoder_output)
              for kind, beta in profile.models]
     return {name: index.get(name) for name in names}
@@ -332,6 +362,8 @@ def default_run_directory(arguments: argparse.Namespace, profile: Profile) -> Pa
         name += f"-{arguments.decoder_output}"
     if arguments.train:
         name += "-train"
+    if arguments.checkpoint is not None:
+        name += f"-checkpoint-{sha256_of(arguments.checkpoint)[:8]}"
     return Path("runs") / name
 
 
@@ -353,6 +385,9 @@ def main(argv: list[str] | None = None) -> dict:
     commit = current_commit()  # the code as this process started, before any long work
     command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
     arguments = parse_arguments(argv)
+    checkpoint_sha256 = None
+    if arguments.checkpoint is not None:
+        checkpoint_sha256, checkpoint = read_checkpoint(arguments)
     profile = run_profile(arguments)
     if arguments.zoo_only:
         missing = missing_zoo_models(arguments.dataset, profile.models,
@@ -368,26 +403,36 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"benchmarks.run: dataset {arguments.dataset}, profile {profile.name}, sampler "
           f"{arguments.sampler}, device {device}, output {out}")
     entries = zoo_entries(arguments, profile)
-    for name, entry in entries.items():
-        line = describe_source(name, entry, train=arguments.train, epochs=profile.epochs)
-        print(f"  model {line}")
-    # With every model from the zoo, the profile's training knobs cut nothing from the protocol;
-    # without a hierarchical model, neither does its step size.
-    ignore = TRAINING_FIELDS if all(entry is not None for entry in entries.values()) else ()
+    if checkpoint_sha256 is not None:
+        print(f"  model {arguments.checkpoint}: {checkpoint['kind']} β={checkpoint['beta']:g}, "
+              f"{checkpoint['epochs']} epochs, training commit {checkpoint['training_commit']}, "
+              f"sha256 {checkpoint_sha256[:12]}")
+    else:
+        for name, entry in entries.items():
+            line = describe_source(name, entry, train=arguments.train, epochs=profile.epochs)
+            print(f"  model {line}")
+    # With every model from the zoo or a file, the profile's training knobs cut nothing from the
+    # protocol; without a hierarchical model, neither does its step size.
+    ignore = TRAINING_FIELDS if checkpoint_sha256 is not None or all(
+        entry is not None for entry in entries.values()) else ()
     if all(MODEL_KINDS[kind].latent_sites == ("z",) for kind, _ in profile.models):
         ignore += ("hierarchical_step_size",)
     for cut in profile.cuts(arguments.dataset, ignore=ignore):
         print(f"  profile cut: {cut}")
-    model_source = "train" if arguments.train else "zoo"
+    model_source = ("checkpoint" if checkpoint_sha256 is not None
+                    else "train" if arguments.train else "zoo")
     settings = Settings(dataset=arguments.dataset, profile=profile, sampler=arguments.sampler,
                         device=device, seed=arguments.seed, data_root=arguments.data_root,
                         progress=not arguments.no_progress, model_source=model_source,
-                        decoder_output=arguments.decoder_output, model_seed=arguments.model_seed)
+                        decoder_output=arguments.decoder_output, model_seed=arguments.model_seed,
+                        checkpoint=arguments.checkpoint)
     run_dir = RunDirectory(out, fresh=arguments.fresh)
     configuration = {"dataset": arguments.dataset, "sampler": arguments.sampler,
                      "seed": arguments.seed, "profile": profile.to_dict(),
                      "model_source": model_source, "decoder_output": arguments.decoder_output,
                      "model_seed": settings.training_seed}
+    if checkpoint_sha256 is not None:
+        configuration["checkpoint_sha256"] = checkpoint_sha256
     try:
         run_dir.pin_configuration(configuration)
     except ConfigurationMismatch as error:
@@ -415,6 +460,9 @@ def main(argv: list[str] | None = None) -> dict:
         "protocol_notes": protocol_notes(profile, arguments.dataset, arguments.sampler,
                                          ignore=ignore),
     })
+    if checkpoint_sha256 is not None:
+        results["checkpoint"] = {"path": str(arguments.checkpoint), "sha256": checkpoint_sha256,
+                                 **checkpoint}
     experiment.figure(results, section, run_dir.root)  # before saving: may take images out
     sections = results.get("experiments", {}) | {experiment.name: section}
     results["experiments"] = {name: sections[name] for name in EXPERIMENTS if name in sections}

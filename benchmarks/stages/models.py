@@ -47,9 +47,14 @@ def labels_of(targets: torch.Tensor) -> torch.Tensor:
 
 
 def load_model(context: RunContext, kind: str, beta: float) -> LoadedModel:
-    """The zoo's model when the settings allow it and the zoo has one, else the run's own."""
+    """The ``--checkpoint`` model, or the zoo's model when the settings allow it and the zoo
+    has one, else the run's own."""
     settings = context.settings
     tag = model_tag(kind, beta)
+    if settings.model_source == "checkpoint":
+        return load_checkpoint_or_zoo(settings.dataset, settings.checkpoint,
+                                      decoder_output=settings.decoder_output,
+                                      device=context.device)
     if settings.model_source == "zoo":
         try:
             vae, provenance = pretrained(settings.dataset, kind, beta,

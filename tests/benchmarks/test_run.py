@@ -224,3 +224,38 @@ def test_smoke_runs_the_hierarchical_vae(smoke_arguments, mnist_root, tmp_path):
     report = (out / "report.md").read_text()
     assert "| HVAE (ours) |" in report and "| HVAE + HMC (ours) |" in report
     assert (out / "chains/hvae_beta1.nc").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_a_checkpoint_is_the_runs_one_model(smoke_run, smoke_arguments, tmp_path):
+    """``--checkpoint``: the file's kind and β become the run's model, its sha256 and training
+    record land in results.json, and the results pages' command names the file."""
+    from benchmarks.docs import command
+    root, run, _ = smoke_run
+    checkpoint = run / "models" / "beta_vae_beta5.pt"
+    results = runner.main(smoke_arguments(root, tmp_path, "--checkpoint", str(checkpoint),
+                                          "--references", "3"))
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    assert results["model_source"] == "checkpoint"
+    assert list(results["experiments"]["tables"]["models"]) == ["beta_vae_beta5"]
+    assert results["checkpoint"]["sha256"] == runner.sha256_of(checkpoint)
+    assert (results["checkpoint"]["kind"], results["checkpoint"]["beta"]) == ("beta_vae", 5.0)
+    assert f"--checkpoint {checkpoint}" in command(results, "tables")
+    wrong_dataset = runner.parse_arguments(["--dataset", "colormnist", "--checkpoint", str(checkpoint)])
+    with pytest.raises(SystemExit, match="1-channel model; colormnist images have 3"):
+        runner.read_checkpoint(wrong_dataset)
+
+
+def test_bad_checkpoint_arguments_are_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        runner.parse_arguments(["--dataset", "mnist", "--checkpoint", str(tmp_path / "no.pt")])
+    assert "no such file" in capsys.readouterr().err
+    present = tmp_path / "model.pt"
+    present.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        runner.parse_arguments(["--dataset", "mnist", "--checkpoint", str(present),
+                                "--models", "vae"])
+    assert "--models and --decoder-output do not apply" in capsys.readouterr().err
+    not_a_model = runner.parse_arguments(["--dataset", "mnist", "--checkpoint", str(present)])
+    with pytest.raises(SystemExit, match="error: "):
+        runner.read_checkpoint(not_a_model)
