@@ -154,4 +154,11 @@ def test_map_climbs_from_the_encoder_mean_to_the_posterior_mode(problem):
     assert (lp <= peak + 1e-4).all()
     assert (lp[:, -1] > lp[:, 0]).all()
     assert torch.allclose(lp[:, -1], peak.expand_as(lp[:, -1]), atol=1e-4)
-    assert torch.allclose(result.final_z, mode.expand_as(result.final_z), atol=1e-3)
+    # At the mode in the posterior's own metric: the Mahalanobis distance d from the mode, for
+    # which the Gaussian's lp gap is d² / 2 (so the 1e-4 gap above is d ≈ 0.014). An absolute
+    # tolerance on z would not do: along the flattest direction Adam's last steps are the
+    # largest in z and the smallest in lp, and their size there depends on float rounding.
+    _, covariance = problem.posterior(x)
+    offset = result.final_z - mode
+    distance = torch.einsum("cnd,de,cne->cn", offset, torch.linalg.inv(covariance), offset).sqrt()
+    assert (distance < 0.02).all(), distance.max()
