@@ -295,9 +295,9 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
 
 
 def read_checkpoint(arguments: argparse.Namespace) -> tuple[str, dict]:
-    """``--checkpoint``'s model, checked against the dataset before any work: (sha256, a
-    description with its kind, β, decoder output, channels and training record). Sets the
-    run's ``models`` and ``decoder_output`` to the file's."""
+    """``--checkpoint``'s model, checked against the dataset's channels before any work:
+    (sha256, its kind, β, epochs and training commit). Sets the run's ``models`` and
+    ``decoder_output`` to the file's."""
     try:
         vae, training = load_checkpoint(arguments.checkpoint, with_metadata=True)
     except CheckpointError as error:
