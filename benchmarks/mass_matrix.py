@@ -15,7 +15,8 @@ the gradient evaluations per input (all chains, warm-up included), and the defen
 The mass-matrix settings run the quick profile's budget: the paper's step-size rule with unit
 mass, dual averaging with unit mass, and dual averaging with each mass matrix of
 :mod:`inference.mass`. The budget settings keep the default adaptation and change how the
-gradient evaluations are spent: chains × transitions (half of them warm-up) × leapfrog steps L.
+gradient evaluations are spent: chains × transitions (half of them warm-up unless the row says
+otherwise) × leapfrog steps L.
 Writes ``mass.json`` and ``mass.md``; every setting is a cached stage.
 """
 
@@ -40,8 +41,8 @@ from .stages import defence, latents, metrics
 @dataclass(frozen=True)
 class Setting:
     """One row: sampler, adaptation, mass matrix and, where not None, the budget's allocation
-    (chains, transitions T with the profile's warm-up fraction, leapfrog steps L) instead of
-    the quick profile's."""
+    (chains, transitions T, the share of them that is warm-up, leapfrog steps L) instead of the
+    quick profile's."""
 
     label: str
     sampler: str
@@ -50,12 +51,13 @@ class Setting:
     num_chains: int | None = None
     num_transitions: int | None = None
     num_leapfrog_steps: int | None = None
+    warmup_fraction: float = 0.5
 
     def budget(self, profile) -> dict:
         """``benchmarks.stages.defence.sample`` overrides for this setting's allocation."""
         if self.num_transitions is None:  # the mass-matrix rows: the profile's own budget
             return {}
-        num_warmup = int(round(profile.warmup_fraction * self.num_transitions))
+        num_warmup = int(round(self.warmup_fraction * self.num_transitions))
         return {"num_chains": self.num_chains or profile.num_chains,
                 "num_warmup": num_warmup, "num_samples": self.num_transitions - num_warmup,
                 "num_leapfrog_steps": self.num_leapfrog_steps or profile.num_leapfrog_steps}
@@ -77,6 +79,8 @@ SETTINGS = (
     Setting("hmc, 4 chains × 300, L = 6", "hmc", "dual_averaging", "encoder_windowed", 4, 300, 6),
     Setting("nuts, 4 chains × 200", "nuts", "dual_averaging", "encoder_windowed", 4, 200),
     Setting("chees, 4 chains × 300", "chees", "dual_averaging", "encoder_windowed", 4, 300, 6),
+    Setting("hmc, 4 chains × 199 (50 warm-up), L = 10", "hmc", "dual_averaging", "encoder_windowed",
+            4, 199, 10, warmup_fraction=0.25),
 )
 
 
