@@ -12,7 +12,8 @@ writes
   hand-written and left alone.
 
 Directives: ``summary`` (the paper's tables and figures with verdicts and headline numbers),
-``runs`` (every collected run with a link to its page),
+``runs`` (every collected run with a link to its page), ``chains`` (each main job's chain
+diagnostics, clean and worst attacked group),
 ``run RUN`` (the run's one-line facts), ``table RUN`` (the robustness table with verdicts),
 ``diagnosis RUN``, ``experiment RUN NAME`` (one experiment's section), ``figure RUN FILE
 [FALLBACK]`` (a collected figure, else the fallback path), ``zoo`` (the pretrained zoo from
@@ -392,6 +393,39 @@ def summary_table(runs: dict[str, dict], base: str = "docs/results/") -> list[st
     return lines
 
 
+def chains_table(runs: dict[str, dict], base: str = "docs/results/") -> list[str]:
+    """Do the main jobs' chains converge? Per collected run with the tables, its VAE's defence:
+    the budget, then each point's worst-coordinate R-hat (median / p90 over points), its bulk
+    ESS per 1,000 gradient evaluations (median), on clean inputs and on the attacked group with
+    the highest median R-hat (with its log-joint R-hat, which tells a posterior not yet crossed
+    from chains in worse modes), and the largest divergent share and the range of acceptance
+    over all groups."""
+    lines = ["| run | chains × transitions (warm-up) × L, evaluations per input | clean: R-hat "
+             "median / p90, ESS per 1k | worst attacked group: R-hat median / p90, log-p R-hat "
+             "median | divergent (max) | acceptance |", "|---|---|---|---|---|---|"]
+    for name, results in runs.items():
+        if "tables" not in results.get("experiments", {}):
+            continue
+        defence = _vae_entry(results)["defence"]
+        config, groups = defence["sampler_config"], defence["diagnostics"]
+        budget = (f"{config['num_chains']} × {config['num_warmup'] + config['num_samples']} "
+                  f"({config['num_warmup']}) × {config['num_leapfrog_steps']}, "
+                  f"{defence['gradient_evaluations_per_point']:,.0f}")
+        clean = groups["clean"]
+        attacked = max((g for key, g in groups.items() if key != "clean"),
+                       key=lambda g: g["rhat_median"])
+        lp = attacked.get("lp_rhat_median")
+        acceptance = [g["mean_accept_prob"] for g in groups.values()]
+        lines.append(
+            f"| {_page_link(name, base)} | {budget} | {clean['rhat_median']:.3f} / "
+            f"{clean['rhat_p90']:.3f}, {clean['ess_bulk_per_1k_grad_median']:.1f} | "
+            f"{attacked['rhat_median']:.2f} / {attacked['rhat_p90']:.2f}, "
+            f"{'—' if lp is None else f'{lp:.3f}'} | "
+            f"{max(g['divergence_rate'] for g in groups.values()):.1%} | "
+            f"{min(acceptance):.2f}–{max(acceptance):.2f} |")
+    return lines
+
+
 def _planned_command(run: str, experiment: str) -> str:
     """The command that makes ``run``'s ``experiment`` (for runs not collected yet)."""
     dataset, _, rest = run.partition("-quick-hmc")
@@ -476,6 +510,8 @@ def directive(text: str, runs: dict[str, dict], *, base: str) -> list[str]:
         return summary_table(runs, base=base)
     if kind == "zoo":
         return zoo_table()
+    if kind == "chains":
+        return chains_table(runs, base=base)
     if kind == "runs":
         return ["| run | dataset | profile | sampler | decoder output | experiments |",
                 "|---|---|---|---|---|---|", *(

@@ -93,3 +93,25 @@ def test_commits_and_commands_recorded_per_experiment_are_shown():
     assert docs.command(results, "tables") == "python -m benchmarks.run x"
     results["experiments"]["radius"]["commit"] = "aaa"
     assert docs._commit(results) == "`aaa`"
+
+
+def _group(rhat_median, divergence_rate=0.0, accept=0.85, lp=1.01):
+    return {"rhat_median": rhat_median, "rhat_p90": rhat_median + 0.1, "lp_rhat_median": lp,
+            "ess_bulk_per_1k_grad_median": 12.34, "divergence_rate": divergence_rate,
+            "mean_accept_prob": accept}
+
+
+def test_the_chains_table_shows_the_budget_clean_inputs_and_the_worst_attacked_group():
+    defence = {"sampler_config": {"num_chains": 4, "num_warmup": 50, "num_samples": 149,
+                                  "num_leapfrog_steps": 10},
+               "gradient_evaluations_per_point": 7964.0,
+               "diagnostics": {"clean": _group(1.04, accept=0.90),
+                               "skl@0.1": _group(1.50, divergence_rate=0.002, lp=1.07),
+                               "skl@0.2": _group(1.30, accept=0.80)}}
+    results = {"experiments": {"tables": {"models": {"vae_beta1": {"kind": "vae",
+                                                                   "defence": defence}}}}}
+    runs = {"mnist-quick-hmc": results, "mnist-radius-only": {"experiments": {"radius": {}}}}
+    header, rule, *rows = docs.chains_table(runs)
+    assert rows == ["| [mnist-quick-hmc](docs/results/mnist-quick-hmc/README.md) "
+                    "| 4 × 199 (50) × 10, 7,964 | 1.040 / 1.140, 12.3 | 1.50 / 1.60, 1.070 "
+                    "| 0.2% | 0.80–0.90 |"]
