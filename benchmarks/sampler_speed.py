@@ -31,6 +31,13 @@ the Pyro handler with ``autograd.grad`` (``compile=False``), (c) :func:`bare_pot
 model's Bernoulli expression, each timed over a block of ``--block-calls`` consecutive calls
 along a gradient path, the three blocks alternating, ``--bare-repeats`` times.
 
+Section ``layout``: what storing the weights channels-last (NHWC; the benchmarks' frozen models,
+``benchmarks.stages.models.frozen``) buys:
+seconds per call of the compiled target's value-and-grad (the decoder's latent gradient, every
+MCMC step) and of the encoder's input gradient (every attack step), with the weights stored
+channels-last and as trained (contiguous, NCHW), alternating, ``--bare-repeats``
+blocks of ``--block-calls`` calls, C = 4 chains per point as the quick profile runs the defence.
+
 The models are ``pyro_vae.ConvVAE`` (PROTOCOL.md §3, 64-d latent -> C×28×28; MNIST C = 1,
 ColorMNIST C = 3) with random weights and a fixed random x in [0, 1]: the cost per point does
 not depend on the weights. ``--pretrained`` times the zoo's trained models on the first N test
@@ -39,6 +46,7 @@ gradient use) are those of a real posterior.
 
     python -m benchmarks.sampler_speed            # N ∈ {50, 500}, L = 20, every section
     python -m benchmarks.sampler_speed --sections bare --datasets mnist colormnist
+    python -m benchmarks.sampler_speed --sections layout --datasets colormnist --num-points 350
     python -m benchmarks.sampler_speed --quick    # N = 50, fewer transitions
     python -m benchmarks.sampler_speed --sections stock --samplers nuts --dataset mnist --pretrained
 """
@@ -46,6 +54,7 @@ gradient use) are those of a real posterior.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -59,6 +68,8 @@ from inference import (BatchedHMC, BatchedNUTS, PosteriorTarget, StepSizeAdaptat
                        sample_posterior)
 from pyro_vae import ConvVAE, VAEConfig, batch_of, load_dataset, pretrained
 from pyro_vae.vae import BERNOULLI_CLAMP
+
+from .stages.models import frozen
 
 CHANNELS = {"mnist": 1, "colormnist": 3}
 
@@ -324,6 +335,34 @@ def compare_potentials(dataset: str, num_points: int, args, device) -> dict[str,
     return seconds
 
 
+def compare_layouts(dataset: str, num_points: int, args, device) -> dict[str, list[float]]:
+    """Seconds per call of the decoder's value-and-grad (``"decoder NHWC"``, ``"decoder NCHW"``,
+    the compiled :class:`PosteriorTarget` with 4 chains per point) and of the encoder's input
+    gradient (``"encoder NHWC"``, ``"encoder NCHW"``), one entry per repeat, alternating."""
+    contiguous, x = model_and_images(dataset, num_points, args, device)
+    channels_last = frozen(copy.deepcopy(contiguous))
+    z0 = torch.randn((4, num_points, channels_last.config.latent_dim),
+                     generator=torch.Generator().manual_seed(0)).to(device)
+    calls = {}
+    for layout, vae in (("NHWC", channels_last), ("NCHW", contiguous)):
+        target = PosteriorTarget(vae.model, (x,), num_chains=4)
+        calls[f"decoder {layout}"] = lambda target=target: target.value_and_grad(z0)
+
+        def encoder_gradient(vae=vae):
+            with torch.enable_grad():
+                x_attacked = x.clone().requires_grad_(True)
+                loc, scale = vae.encode(x_attacked)
+                torch.autograd.grad(loc.sum() + scale.sum(), x_attacked)
+        calls[f"encoder {layout}"] = encoder_gradient
+    seconds = {name: [] for name in calls}
+    with pyro.validation_enabled(False):
+        for _ in range(args.bare_repeats):
+            for name, call in calls.items():
+                seconds[name].append(wall_seconds(lambda: [call() for _ in range(args.block_calls)], device)
+                                     / args.block_calls)
+    return seconds
+
+
 def bare_ratios(seconds: dict[str, list[float]], bare: str) -> tuple[float, float]:
     """sample_posterior ÷ one bare loop: best against best, and the median of the per-repeat
     ratios."""
@@ -345,7 +384,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="colormnist", choices=sorted(CHANNELS),
                         help="model of the stock section")
     parser.add_argument("--sections", nargs="+", default=["stock", "bare", "calls"],
-                        choices=["stock", "bare", "calls"])
+                        choices=["stock", "bare", "calls", "layout"])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "colormnist"], choices=sorted(CHANNELS),
                         help="models of the bare section")
     parser.add_argument("--bare-transitions", type=int, default=8, help="T of the bare section")
@@ -417,6 +456,25 @@ def main(argv=None):
                           for name in ("program", "handler")]
                 print(f"{dataset:<11} {num_points:>5} {cells[0]:>13} {cells[1]:>13} {cells[2]:>17} "
                       f"{cells[3]:>13} {ratios[0]:12.3f} {ratios[1]:12.3f}", flush=True)
+    if "layout" in args.sections:
+        print(f"\nchannels-last (NHWC) against contiguous (NCHW) weights: ms per call in "
+              f"blocks of {args.block_calls} calls, {args.bare_repeats} alternating repeats: best, "
+              f"median; speed-up = median of the per-repeat NCHW ÷ NHWC")
+        header = (f"{'model':<11} {'N':>5} {'decoder NHWC':>13} {'decoder NCHW':>13} {'speed-up':>8} "
+                  f"{'encoder NHWC':>13} {'encoder NCHW':>13} {'speed-up':>8}")
+        print_header(header)
+        for dataset in args.datasets:
+            for num_points in args.num_points:
+                ms = {name: [1e3 * t for t in ts]
+                      for name, ts in compare_layouts(dataset, num_points, args, device).items()}
+                cells = []
+                for network in ("decoder", "encoder"):
+                    fast, slow = ms[f"{network} NHWC"], ms[f"{network} NCHW"]
+                    speedup = statistics.median(b / a for a, b in zip(fast, slow))
+                    cells += [f"{min(fast):6.1f},{statistics.median(fast):6.1f}",
+                              f"{min(slow):6.1f},{statistics.median(slow):6.1f}", f"{speedup:8.2f}"]
+                print(f"{dataset:<11} {num_points:>5} " + " ".join(f"{c:>13}" if len(c) > 8 else c for c in cells),
+                      flush=True)
     print(f"load average at the end={os.getloadavg()[0]:.2f}")
 
 

@@ -125,7 +125,10 @@ def train_vae(vae: PyroVAE, splits: DataSplits, config: TrainConfig, *,
     (see the module docstring); a state written for another model or configuration is refused.
     """
     device = torch.device(device)
-    vae.to(device).train()
+    # Pyro's parameter store keeps a contiguous copy of every parameter it registers: a weight
+    # stored channels-last (a frozen model for the defence, benchmarks.stages.models.frozen)
+    # would stay behind while the optimiser updated the copy, and the model would not train.
+    vae.to(device, memory_format=torch.contiguous_format).train()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     num_train = len(splits.train) if config.max_train_points is None else min(

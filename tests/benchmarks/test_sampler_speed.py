@@ -1,6 +1,7 @@
 """Smoke test of ``python -m benchmarks.sampler_speed`` on a tiny setting, and the bare loop's
 potential against the model's."""
 
+import copy
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from benchmarks import sampler_speed
 from benchmarks.sampler_speed import (BARE_LIKELIHOODS, TimedValueAndGrad, bare_potential, bare_ratios,
                                       main, random_images, random_vae)
+from benchmarks.stages.models import frozen
 from inference import PosteriorTarget
 
 
@@ -115,6 +117,31 @@ def test_bare_potential_is_the_models_up_to_its_constant(likelihood):
     value, grad = PosteriorTarget(vae.model, (x,)).value_and_grad(z.unsqueeze(0))
     assert torch.allclose(bare_value + 32 * math.log(2 * math.pi), value[0], rtol=1e-5)
     assert torch.allclose(bare_grad, grad[0], atol=1e-4)
+
+
+def test_layout_section_prints_both_layouts_per_model(capsys):
+    main(["--sections", "layout", "--datasets", "mnist", "colormnist", "--num-points", "2",
+          "--bare-repeats", "1", "--block-calls", "1"])
+    rows = [line.replace(",", " ").split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("mnist", "colormnist"))]
+    assert [row[:2] for row in rows] == [["mnist", "2"], ["colormnist", "2"]]
+    for row in rows:  # decoder best, median ×2, speed-up, encoder best, median ×2, speed-up
+        assert len(row) == 12 and row[2] == row[3] and row[7] == row[8]
+        assert all(0 < float(value) < math.inf for value in row[2:])
+
+
+def test_a_frozen_channels_last_model_has_the_same_potential():
+    """The layout changes how weights are stored, not the density: U and its gradient agree
+    with the contiguous model's up to float rounding."""
+    vae = random_vae(torch.device("cpu"), num_channels=3)
+    x = random_images(3, 3, torch.device("cpu"))
+    z = torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(0))
+    value, grad = PosteriorTarget(vae.model, (x,), num_chains=2).value_and_grad(z)
+    stored = frozen(copy.deepcopy(vae))
+    assert stored.decoder.net[2].weight.is_contiguous(memory_format=torch.channels_last)
+    value_nhwc, grad_nhwc = PosteriorTarget(stored.model, (x,), num_chains=2).value_and_grad(z)
+    assert torch.allclose(value_nhwc, value, rtol=1e-5) and not torch.equal(value, torch.zeros_like(value))
+    assert torch.allclose(grad_nhwc, grad, rtol=1e-4, atol=1e-4)
 
 
 def test_pretrained_times_the_zoo_model_on_test_images(mnist_root, capsys, kernels, monkeypatch):
