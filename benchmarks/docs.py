@@ -148,17 +148,24 @@ def _same(value, default) -> bool:
 
 
 def _commit(results: dict) -> str:
-    """The run's commit; per experiment when its sections were run at different commits."""
+    """The run's commit; per experiment when its sections were run at different commits. A
+    '-dirty' commit is followed by the files that differed from it, where the run recorded them."""
     fallback = results.get("commit") or results.get("environment", {}).get("commit")
-    commits = {name: section.get("commit") or fallback
-               for name, section in results.get("experiments", {}).items()}
-    known = set(commits.values()) - {None}
+
+    def label(section: dict) -> str | None:
+        commit = section.get("commit") or fallback
+        changed = section.get("uncommitted_files")
+        if commit is None:
+            return None
+        return f"`{commit}`" + (f" (uncommitted: {', '.join(changed)})" if changed else "")
+
+    labels = {name: label(section) for name, section in results.get("experiments", {}).items()}
+    known = set(labels.values()) - {None}
     if not known:
         return "not recorded in results.json"
-    if len(known) == 1 and None not in commits.values():
-        return f"`{known.pop()}`"
-    return ", ".join(f"{name} `{commit}`" if commit else f"{name} not recorded"
-                     for name, commit in commits.items())
+    if len(known) == 1 and None not in labels.values():
+        return known.pop()
+    return ", ".join(f"{name} {text}" if text else f"{name} not recorded" for name, text in labels.items())
 
 
 def _seconds(value: float) -> str:

@@ -40,7 +40,7 @@ from pyro_vae.zoo import ZOO_DIR, entry_name, sha256_of, training_command, zoo_i
 from .artifacts import ConfigurationMismatch, RunDirectory
 from .context import RunContext, Settings
 from .experiments import EXPERIMENTS
-from .provenance import current_commit
+from .provenance import current_commit, uncommitted_files
 from .stages.models import model_tag
 from .profiles import PAPER_MODELS, PROFILES, TRAINING_FIELDS, Profile, with_overrides
 from .report import render
@@ -383,6 +383,7 @@ def run_profile(arguments: argparse.Namespace) -> Profile:
 
 def main(argv: list[str] | None = None) -> dict:
     commit = current_commit()  # the code as this process started, before any long work
+    changed = uncommitted_files()  # what '-dirty' stands for
     command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
     arguments = parse_arguments(argv)
     checkpoint_sha256 = None
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict:
     knobs = experiment.knobs_for(profile.name)
     section_started = time.perf_counter()
     section = experiment.run(context, knobs)
-    section.update({"commit": commit, "command": command,
+    section.update({"commit": commit, "uncommitted_files": changed, "command": command,
                     "knobs": experiment.knobs_dict(profile.name),
                     "wall_seconds": dict(context.wall_times),
                     "wall_seconds_total": time.perf_counter() - section_started,

@@ -75,6 +75,7 @@ def test_a_commit_in_results_is_shown(tmp_path, smoke_run):
     results = json.loads((run_dir / "results.json").read_text())
     for section in results["experiments"].values():  # runs now record it per section;
         section.pop("commit", None)  # the run-level field is the fallback for older runs
+        section.pop("uncommitted_files", None)  # (a smoke run from an edited checkout lists them)
     results["commit"] = "abc123"
     assert "- **Commit**: `abc123`." in docs.run_facts("x", results)
 
@@ -93,6 +94,14 @@ def test_commits_and_commands_recorded_per_experiment_are_shown():
     assert docs.command(results, "tables") == "python -m benchmarks.run x"
     results["experiments"]["radius"]["commit"] = "aaa"
     assert docs._commit(results) == "`aaa`"
+
+
+def test_a_dirty_commit_names_the_files_that_differed():
+    results = {"experiments": {"tables": {"commit": "aaa-dirty", "uncommitted_files": ["a.py", "b.py"]},
+                               "radius": {"commit": "aaa", "uncommitted_files": []}}}
+    assert docs._commit(results) == "tables `aaa-dirty` (uncommitted: a.py, b.py), radius `aaa`"
+    results["experiments"].pop("radius")
+    assert docs._commit(results) == "`aaa-dirty` (uncommitted: a.py, b.py)"
 
 
 def _group(rhat_median, divergence_rate=0.0, accept=0.85, lp=1.01):
