@@ -433,6 +433,70 @@ def chains_table(runs: dict[str, dict], base: str = "docs/results/") -> list[str
     return lines
 
 
+# Training images per epoch when a checkpoint does not record them: the training split of
+# pyro_vae.load_dataset (60,000 less its 5,000 validation images), times 7 for ColorMNIST with
+# every image in every colour.
+DEFAULT_TRAIN_POINTS = 55_000
+COLOURS = 7
+
+
+def presentations(results: dict) -> tuple[int | None, str]:
+    """(image presentations seen in training, how the training data was drawn) of the run's VAE:
+    epochs × images per epoch, from the zoo entry's provenance or the ``--checkpoint`` record.
+    A checkpoint that does not record its colour distribution is read by benchmarks.train's
+    folder name, ``-allc-`` for all colours."""
+    checkpoint = results.get("checkpoint")
+    source = checkpoint if checkpoint is not None else _vae_entry(results).get("provenance") or {}
+    epochs = source.get("epochs")
+    all_colours = source.get("all_colours")
+    if all_colours is None and checkpoint is not None and results["dataset"] == "colormnist":
+        all_colours = "-allc-" in Path(checkpoint["path"]).parent.name + "-"
+    per_epoch = source.get("train_points") or DEFAULT_TRAIN_POINTS * (COLOURS if all_colours else 1)
+    drawn = ("all 7 colours" if all_colours else "one colour per image") if results[
+        "dataset"] == "colormnist" else "training split"
+    return (None if epochs is None else epochs * per_epoch), f"{epochs} epochs, {drawn}"
+
+
+def training_length_table(runs: dict[str, dict], names: list[str], base: str = "docs/results/") -> list[str]:
+    """Does longer training change the defence? One block of rows per run (same protocol,
+    different models): presentations, the test NLL beside the likelihood's entropy floor on the
+    same images, and per radius the MS-SSIM without → with the defence (paired gain), the
+    reference-code advantage (> 0: only the encoder was fooled) and the oracle-start chains'
+    MS-SSIM minus the defence's (what a perfect sampler would add)."""
+    lines = ["| model | presentations | test NLL (k) / entropy floor | ε | MS-SSIM without → with "
+             "the defence (gain, SE) | reference-code advantage, nats (share > 0) | oracle − "
+             "defence MS-SSIM |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        results = runs.get(name)
+        if results is None or "tables" not in results.get("experiments", {}):
+            lines.append(f"| {name} | _not collected yet_ | | | | | |")
+            continue
+        entry = _vae_entry(results)
+        seen, recipe = presentations(results)
+        quality = entry["quality"]
+        for index, radius in enumerate(f"{r:g}" for r in results["profile"]["radii"]):
+            scores = entry["robustness"]["ms_ssim"][radius]
+            gain, error = _paired_gain(scores)
+            diagnosis = entry.get("diagnosis", {}).get(radius)
+            if diagnosis is None:
+                advantage = oracle = "—"
+            else:
+                mean = diagnosis["reference_code_advantage"]["mean"][0]
+                share = diagnosis["reference_code_advantage"]["fraction_positive"]
+                advantage = f"{_signed(mean, 1)} ({share:.0%})"
+                oracle = _signed(diagnosis["oracle_start"]["ms_ssim"]["plain"][0]
+                                 - diagnosis["guide_start"]["ms_ssim"]["plain"][0], 3)
+            first = index == 0
+            model = f"{_page_link(name, base)}: {recipe}" if first else ""
+            seen_cell = (f"{seen / 1e6:.2f} M" if seen else "?") if first else ""
+            nll = (f"{quality['nll']:.1f} ({quality['num_importance_samples']}) / "
+                   f"{quality['entropy_floor']:.1f}") if first and "entropy_floor" in quality else ""
+            lines.append(f"| {model} | {seen_cell} | {nll} | {radius} | {scores['plain'][0]:.3f} → "
+                         f"{scores['defended'][0]:.3f} ({_signed(gain, 3)}, {error:.3f}) | "
+                         f"{advantage} | {oracle} |")
+    return lines
+
+
 def _planned_command(run: str, experiment: str) -> str:
     """The command that makes ``run``'s ``experiment`` (for runs not collected yet)."""
     dataset, _, rest = run.partition("-quick-hmc")
@@ -519,6 +583,8 @@ def directive(text: str, runs: dict[str, dict], *, base: str) -> list[str]:
         return zoo_table()
     if kind == "chains":
         return chains_table(runs, base=base)
+    if kind == "training-length":  # training-length RUN RUN ...
+        return training_length_table(runs, arguments, base=base)
     if kind == "runs":
         return ["| run | dataset | profile | sampler | decoder output | experiments |",
                 "|---|---|---|---|---|---|", *(

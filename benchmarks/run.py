@@ -296,7 +296,8 @@ def protocol_notes(profile: Profile, dataset: str, sampler: str, *,
 
 def read_checkpoint(arguments: argparse.Namespace) -> tuple[str, dict]:
     """``--checkpoint``'s model, checked against the dataset's channels before any work:
-    (sha256, its kind, β, epochs and training commit). Sets the run's ``models`` and
+    (sha256, its kind, β, epochs, training commit, and the training images per epoch and colour
+    distribution where recorded). Sets the run's ``models`` and
     ``decoder_output`` to the file's."""
     try:
         vae, training = load_checkpoint(arguments.checkpoint, with_metadata=True)
@@ -308,9 +309,11 @@ def read_checkpoint(arguments: argparse.Namespace) -> tuple[str, dict]:
                          f"-channel model; {arguments.dataset} images have {channels}")
     arguments.models = ((vae.config.kind, vae.config.beta),)
     arguments.decoder_output = getattr(vae.config, "decoder_output", "sigmoid")
-    return sha256_of(arguments.checkpoint), {"kind": vae.config.kind, "beta": vae.config.beta,
-                                             "epochs": training.get("epochs"),
-                                             "training_commit": training.get("training_commit")}
+    return sha256_of(arguments.checkpoint), {
+        "kind": vae.config.kind, "beta": vae.config.beta, "epochs": training.get("epochs"),
+        "training_commit": training.get("training_commit"),
+        # images per epoch and colour distribution, where benchmarks.train recorded them
+        "train_points": training.get("train_points"), "all_colours": training.get("all_colours")}
 
 
 def zoo_entries(arguments: argparse.Namespace, profile: Profile) -> dict[str, dict | None]:

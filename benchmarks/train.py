@@ -134,7 +134,9 @@ def train_one(splits, config, arguments, device, folder: Path) -> tuple[PyroVAE,
     history = train_vae(vae, splits, train_config, device=device,
                         progress=not arguments.no_progress, state_path=folder / "state.pt")
     metadata = {"train_config": asdict(train_config), "training_commit": training_commit,
-                "train_seconds": sum(history.seconds), **history.record()}
+                "train_seconds": sum(history.seconds), "train_points": len(splits.train),
+                "all_colours": arguments.all_colours if arguments.dataset == "colormnist" else None,
+                **history.record()}
     if continued_from:
         metadata["continued_from"] = continued_from
     save_checkpoint(vae, checkpoint, metadata=metadata)

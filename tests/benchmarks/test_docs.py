@@ -124,3 +124,46 @@ def test_the_chains_table_shows_the_budget_clean_inputs_and_the_worst_attacked_g
     assert rows == ["| [mnist-quick-hmc](docs/results/mnist-quick-hmc/README.md) "
                     "| 4 × 199 (50) × 10, 7,964 | 1.040 / 1.140, 12.3 | 1.50 / 1.60, 1.070 "
                     "| 0.2% | 0.80–0.90 |"]
+
+
+def _tables_run(dataset, *, checkpoint=None, provenance=None):
+    """A results.json with one VAE at radii 0.1 and 0.2, paired per-reference MS-SSIM."""
+    scores = {radius: {"plain": [0.5, 0.02], "defended": [0.6, 0.02],
+                       "per_reference": {"plain": [0.4, 0.5, 0.6], "defended": [0.5, 0.6, 0.7]}}
+              for radius in ("0.1", "0.2")}
+    diagnosis = {radius: {"reference_code_advantage": {"mean": [-12.5, 3.0], "fraction_positive": 0.25},
+                          "guide_start": {"ms_ssim": {"plain": [0.60, 0.02]}},
+                          "oracle_start": {"ms_ssim": {"plain": [0.65, 0.02]}}}
+                 for radius in ("0.1", "0.2")}
+    entry = {"kind": "vae", "robustness": {"ms_ssim": scores}, "diagnosis": diagnosis,
+             "quality": {"nll": 140.04, "num_importance_samples": 100, "entropy_floor": 76.4},
+             "provenance": provenance}
+    results = {"dataset": dataset, "profile": {"radii": [0.1, 0.2]},
+               "experiments": {"tables": {"models": {"vae_beta1": entry}}}}
+    if checkpoint is not None:
+        results["checkpoint"] = checkpoint
+    return results
+
+
+def test_presentations_come_from_the_zoo_record_the_checkpoint_record_or_its_folder():
+    zoo = _tables_run("colormnist", provenance={"epochs": 30, "all_colours": False})
+    assert docs.presentations(zoo) == (30 * 55_000, "30 epochs, one colour per image")
+    recorded = _tables_run("colormnist", checkpoint={"path": "a/b/model.pt", "epochs": 14,
+                                                     "all_colours": True, "train_points": 385_000})
+    assert docs.presentations(recorded) == (14 * 385_000, "14 epochs, all 7 colours")
+    by_folder = _tables_run("colormnist", checkpoint={
+        "path": "runs/train/colormnist-vae_beta1-allc-e4-seed0/model.pt", "epochs": 4})
+    assert docs.presentations(by_folder) == (4 * 7 * 55_000, "4 epochs, all 7 colours")
+    one_colour = _tables_run("colormnist", checkpoint={
+        "path": "runs/train/colormnist-vae_beta1-e4-seed0/model.pt", "epochs": 4})
+    assert docs.presentations(one_colour)[0] == 4 * 55_000
+
+
+def test_the_training_length_table_has_a_row_per_radius_and_names_missing_runs():
+    runs = {"colormnist-zoo": _tables_run("colormnist", provenance={"epochs": 30, "all_colours": False})}
+    header, rule, first, second, missing = docs.training_length_table(runs, ["colormnist-zoo", "later"])
+    assert first == ("| [colormnist-zoo](docs/results/colormnist-zoo/README.md): 30 epochs, one colour "
+                     "per image | 1.65 M | 140.0 (100) / 76.4 | 0.1 | 0.500 → 0.600 (+0.100, 0.000) "
+                     "| −12.5 (25%) | +0.050 |")
+    assert second.startswith("|  |  |  | 0.2 | 0.500 → 0.600")
+    assert missing == "| later | _not collected yet_ | | | | | |"
