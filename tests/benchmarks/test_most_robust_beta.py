@@ -142,3 +142,19 @@ def test_a_nan_value_is_never_chosen():
                       for beta in (2.0, 5.0)]
     table = rows(results_of(VAE, *everywhere_nan))  # nothing measured: the first, no number
     assert chosen_betas(table["β-VAE (ours)"])[0] == 2 and table["β-VAE (ours)"][0].strip() == "β=2"
+
+
+def test_a_beta_row_gets_a_verdict_only_with_all_the_papers_betas():
+    """The paper's β row is the most robust of β 2, 5, 10 per cell: with all three our row is
+    its like, and is judged (ours and the paper's SE combined): β=5's 0.80 at MS-SSIM 0.1 against
+    the paper's 0.75 (0.01), 3.5 SE, ✗; β=5's 0.50 at 0.2 against 0.50 (0.03), ✓; β=2's clean
+    accuracy 0.95 against 0.90 (0.05), 1.0 SE, ✓; β=10's 0.20 adversarial accuracy at 0.1
+    against 0.11 (0.04), 2.2 SE, ✗. Without β=5 the row says why it has no verdict."""
+    table = rows(results_of(VAE, *GRID.values()))
+    judged = table["β-VAE: verdict"]
+    assert [cell[0] for cell in judged[:4]] == ["✗", "✓", "✓", "✗"]
+    assert judged[0].startswith("✗ +0.05 (3.5 SE)")
+    assert table["β-VAE + HMC: verdict"][0].startswith("✓")  # 0.85 against 0.84 (0.01)
+    partial = rows(results_of(VAE, GRID[2.0], GRID[10.0]))
+    assert partial["β-VAE: verdict"][0] == ("no verdict: the paper's row is the most robust of "
+                                            "β = 2, 5, 10; this run has β = 2, 10")
