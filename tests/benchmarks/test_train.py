@@ -40,9 +40,12 @@ def test_train_one_starts_from_the_shorter_runs_state_and_records_it(tmp_path, m
 
     monkeypatch.setattr(train, "train_vae", fake_train_vae)
     monkeypatch.setattr(train, "save_checkpoint", lambda vae, path, metadata: None)
-    arguments = SimpleNamespace(epochs=3, seed=0, kl_warmup_epochs=0, no_progress=True)
-    _, metadata = train.train_one(None, config_for("vae", beta=1.0, num_channels=1), arguments,
+    arguments = SimpleNamespace(epochs=3, seed=0, kl_warmup_epochs=0, no_progress=True,
+                                dataset="colormnist", all_colours=True)
+    splits = SimpleNamespace(train=[None] * 7)  # the images per epoch the record reports
+    _, metadata = train.train_one(splits, config_for("vae", beta=1.0, num_channels=1), arguments,
                                   torch.device("cpu"), folder)
+    assert metadata["train_points"] == 7 and metadata["all_colours"] is True
     assert seen["state"] == b"state after 2 epochs"  # the shorter run's state, copied
     assert (tmp_path / "mnist-vae_beta1-e2-seed0" / "state.pt").exists()  # and left in place
     assert metadata["continued_from"] == "mnist-vae_beta1-e2-seed0"
@@ -51,7 +54,7 @@ def test_train_one_starts_from_the_shorter_runs_state_and_records_it(tmp_path, m
     # interrupted after the copy and run again: the state is resumed, the origin still recorded
     seen.clear()
     (folder / "state.pt").write_bytes(b"state after 2 epochs, then 1 more")
-    _, metadata = train.train_one(None, config_for("vae", beta=1.0, num_channels=1), arguments,
+    _, metadata = train.train_one(splits, config_for("vae", beta=1.0, num_channels=1), arguments,
                                   torch.device("cpu"), folder)
     assert seen["state"] == b"state after 2 epochs, then 1 more"
     assert metadata["continued_from"] == "mnist-vae_beta1-e2-seed0"
