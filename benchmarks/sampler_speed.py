@@ -363,6 +363,26 @@ def compare_layouts(dataset: str, num_points: int, args, device) -> dict[str, li
     return seconds
 
 
+def print_section(title: str, header: str, row, args) -> None:
+    """One table per section: ``row(dataset, N)`` gives the cells after the model and N columns,
+    for every dataset of ``--datasets`` and N of ``--num-points``."""
+    print(f"\n{title}")
+    print_header(f"{'model':<11} {'N':>5} {header}")
+    for dataset in args.datasets:
+        for num_points in args.num_points:
+            print(f"{dataset:<11} {num_points:>5} " + row(dataset, num_points), flush=True)
+
+
+def per_call_ms(compare, dataset: str, num_points: int, args, device) -> dict[str, list[float]]:
+    """A ``compare_*`` section's seconds per call, in milliseconds, one entry per repeat."""
+    return {name: [1e3 * t for t in ts] for name, ts in compare(dataset, num_points, args, device).items()}
+
+
+def best_median(ms: list[float]) -> str:
+    """'best,median' of a timing's repeats, as the calls and layout tables print them."""
+    return f"{min(ms):6.1f},{statistics.median(ms):6.1f}"
+
+
 def bare_ratios(seconds: dict[str, list[float]], bare: str) -> tuple[float, float]:
     """sample_posterior ÷ one bare loop: best against best, and the median of the per-repeat
     ratios."""
@@ -426,55 +446,51 @@ def main(argv=None):
                     print(f"{n:>5}  {name:<58} {per_transition:12.3f} {rate:15.1f} {speedup:10.1f}x {extra}",
                           flush=True)
     if "bare" in args.sections:
-        print(f"\nsample_posterior(sampler='hmc') vs a bare per-point HMC loop on the decoder: "
-              f"T={args.bare_transitions}, L={args.num_leapfrog_steps}, {args.bare_repeats} "
-              f"alternating repeats; seconds: the best; ratios: best ÷ best, then the median of "
-              f"the per-repeat ratios")
-        header = (f"{'model':<11} {'N':>5} {'sample_posterior s':>18} {'bare (model formula) s':>22} "
-                  f"{'ratio':>6} {'median':>6} {'bare (explicit) s':>17} {'ratio':>6} {'median':>6}")
-        print_header(header)
-        for dataset in args.datasets:
-            for num_points in args.num_points:
-                seconds = compare_with_bare(dataset, num_points, args, device)
-                columns = [f"{min(seconds['ours']):18.3f}"]
-                for bare, width in zip(BARE_LIKELIHOODS, (22, 17)):
-                    best, median = bare_ratios(seconds, bare)
-                    columns.append(f"{min(seconds[bare]):{width}.3f} {best:6.3f} {median:6.3f}")
-                print(f"{dataset:<11} {num_points:>5} " + " ".join(columns), flush=True)
+        def bare_row(dataset, num_points):
+            seconds = compare_with_bare(dataset, num_points, args, device)
+            columns = [f"{min(seconds['ours']):18.3f}"]
+            for bare, width in zip(BARE_LIKELIHOODS, (22, 17)):
+                best, median = bare_ratios(seconds, bare)
+                columns.append(f"{min(seconds[bare]):{width}.3f} {best:6.3f} {median:6.3f}")
+            return " ".join(columns)
+
+        print_section(
+            f"sample_posterior(sampler='hmc') vs a bare per-point HMC loop on the decoder: "
+            f"T={args.bare_transitions}, L={args.num_leapfrog_steps}, {args.bare_repeats} "
+            f"alternating repeats; seconds: the best; ratios: best ÷ best, then the median of "
+            f"the per-repeat ratios",
+            f"{'sample_posterior s':>18} {'bare (model formula) s':>22} {'ratio':>6} {'median':>6} "
+            f"{'bare (explicit) s':>17} {'ratio':>6} {'median':>6}", bare_row, args)
     if "calls" in args.sections:
-        print(f"\nset-up of the compiled target, and seconds per value-and-grad call in blocks of "
-              f"{args.block_calls} calls, {args.bare_repeats} alternating repeats: best, median (ms)")
-        header = (f"{'model':<11} {'N':>5} {'set-up':>13} {'program':>13} {'handler+autograd':>17} "
-                  f"{'bare':>13} {'program÷bare':>12} {'handler÷bare':>12}")
-        print_header(header)
-        for dataset in args.datasets:
-            for num_points in args.num_points:
-                ms = {name: [1e3 * t for t in ts]
-                      for name, ts in compare_potentials(dataset, num_points, args, device).items()}
-                cells = [f"{min(ms[name]):6.1f},{statistics.median(ms[name]):6.1f}" for name in ms]
-                ratios = [statistics.median(a / b for a, b in zip(ms[name], ms["bare"]))
-                          for name in ("program", "handler")]
-                print(f"{dataset:<11} {num_points:>5} {cells[0]:>13} {cells[1]:>13} {cells[2]:>17} "
-                      f"{cells[3]:>13} {ratios[0]:12.3f} {ratios[1]:12.3f}", flush=True)
+        def calls_row(dataset, num_points):
+            ms = per_call_ms(compare_potentials, dataset, num_points, args, device)
+            cells = [best_median(ms[name]) for name in ms]
+            ratios = [statistics.median(a / b for a, b in zip(ms[name], ms["bare"]))
+                      for name in ("program", "handler")]
+            return (f"{cells[0]:>13} {cells[1]:>13} {cells[2]:>17} {cells[3]:>13} "
+                    f"{ratios[0]:12.3f} {ratios[1]:12.3f}")
+
+        print_section(
+            f"set-up of the compiled target, and seconds per value-and-grad call in blocks of "
+            f"{args.block_calls} calls, {args.bare_repeats} alternating repeats: best, median (ms)",
+            f"{'set-up':>13} {'program':>13} {'handler+autograd':>17} {'bare':>13} "
+            f"{'program÷bare':>12} {'handler÷bare':>12}", calls_row, args)
     if "layout" in args.sections:
-        print(f"\nchannels-last (NHWC) against contiguous (NCHW) weights: ms per call in "
-              f"blocks of {args.block_calls} calls, {args.bare_repeats} alternating repeats: best, "
-              f"median; speed-up = median of the per-repeat NCHW ÷ NHWC")
-        header = (f"{'model':<11} {'N':>5} {'decoder NHWC':>13} {'decoder NCHW':>13} {'speed-up':>8} "
-                  f"{'encoder NHWC':>13} {'encoder NCHW':>13} {'speed-up':>8}")
-        print_header(header)
-        for dataset in args.datasets:
-            for num_points in args.num_points:
-                ms = {name: [1e3 * t for t in ts]
-                      for name, ts in compare_layouts(dataset, num_points, args, device).items()}
-                cells = []
-                for network in ("decoder", "encoder"):
-                    fast, slow = ms[f"{network} NHWC"], ms[f"{network} NCHW"]
-                    speedup = statistics.median(b / a for a, b in zip(fast, slow))
-                    cells += [f"{min(fast):6.1f},{statistics.median(fast):6.1f}",
-                              f"{min(slow):6.1f},{statistics.median(slow):6.1f}", f"{speedup:8.2f}"]
-                print(f"{dataset:<11} {num_points:>5} " + " ".join(f"{c:>13}" if len(c) > 8 else c for c in cells),
-                      flush=True)
+        def layout_row(dataset, num_points):
+            ms = per_call_ms(compare_layouts, dataset, num_points, args, device)
+            cells = []
+            for network in ("decoder", "encoder"):
+                fast, slow = ms[f"{network} NHWC"], ms[f"{network} NCHW"]
+                speedup = statistics.median(b / a for a, b in zip(fast, slow))
+                cells += [f"{best_median(fast):>13}", f"{best_median(slow):>13}", f"{speedup:8.2f}"]
+            return " ".join(cells)
+
+        print_section(
+            f"channels-last (NHWC) against contiguous (NCHW) weights: ms per call in blocks of "
+            f"{args.block_calls} calls, {args.bare_repeats} alternating repeats: best, median; "
+            f"speed-up = median of the per-repeat NCHW ÷ NHWC",
+            f"{'decoder NHWC':>13} {'decoder NCHW':>13} {'speed-up':>8} {'encoder NHWC':>13} "
+            f"{'encoder NCHW':>13} {'speed-up':>8}", layout_row, args)
     print(f"load average at the end={os.getloadavg()[0]:.2f}")
 
 
