@@ -433,11 +433,9 @@ def chains_table(runs: dict[str, dict], base: str = "docs/results/") -> list[str
     return lines
 
 
-# Training images per epoch when a checkpoint does not record them: the training split of
-# pyro_vae.load_dataset (60,000 less its 5,000 validation images), times 7 for ColorMNIST with
-# every image in every colour.
+# Training images per colour when a checkpoint does not record them: the training split of
+# pyro_vae.load_dataset (60,000 less its 5,000 validation images).
 DEFAULT_TRAIN_POINTS = 55_000
-COLOURS = 7
 
 
 def presentations(results: dict) -> tuple[int | None, str]:
@@ -451,7 +449,9 @@ def presentations(results: dict) -> tuple[int | None, str]:
     all_colours = source.get("all_colours")
     if all_colours is None and checkpoint is not None and results["dataset"] == "colormnist":
         all_colours = "-allc-" in Path(checkpoint["path"]).parent.name + "-"
-    per_epoch = source.get("train_points") or DEFAULT_TRAIN_POINTS * (COLOURS if all_colours else 1)
+    from pyro_vae.data import NUM_COLOURS  # torch; only when a page has this table
+
+    per_epoch = source.get("train_points") or DEFAULT_TRAIN_POINTS * (NUM_COLOURS if all_colours else 1)
     drawn = ("all 7 colours" if all_colours else "one colour per image") if results[
         "dataset"] == "colormnist" else "training split"
     return (None if epochs is None else epochs * per_epoch), f"{epochs} epochs, {drawn}"
