@@ -53,6 +53,9 @@ class Profile:
     # ``mass_matrix``): the paper's rule with unit mass, or None for the sampler's default.
     adapt: str | None
     mass_matrix: str | None
+    # The coordinates the chains move (inference.parametrisation): "centred" (z, the paper's) or
+    # None for the sampler's default (a hierarchical model's groups non-centred).
+    parametrisation: str | None
     num_chains: int
     warmup_fraction: float
     eval_points: int | None  # test (and validation) points for ELBO / NLL / MSE; None = all
@@ -89,7 +92,7 @@ class Profile:
 
 def _show(value, field_name: str) -> str:
     if value is None:
-        if field_name in ("jitter", "adapt", "mass_matrix"):
+        if field_name in ("jitter", "adapt", "mass_matrix", "parametrisation"):
             return "the sampler's default"
         return ("Table 8" if field_name in ("num_transitions", "step_size", "hierarchical_step_size")
                 else "all")
@@ -103,7 +106,8 @@ PROFILES = {
         name="paper", epochs=300, max_train_points=None, all_colours=True, models=PAPER_MODELS,
         references=50, restarts=10, radii=(0.1, 0.2), attack_steps=50, num_transitions=None,
         step_size=None, hierarchical_step_size=None, num_leapfrog_steps=20, jitter=0.0,
-        adapt="paper", mass_matrix="identity", num_chains=2, warmup_fraction=0.5,
+        adapt="paper", mass_matrix="identity", parametrisation="centred", num_chains=2,
+        warmup_fraction=0.5,
         eval_points=None, nll_samples=1000,
         fid_points=10000, feature_epochs=10),
     "quick": Profile(
@@ -117,14 +121,14 @@ PROFILES = {
         # transitions on clean inputs, and each kept draw lowers R-hat's noise (the README's
         # chain table: clean R-hat 1.04 on MNIST, 1.06 on ColorMNIST).
         num_transitions=199, step_size=None, hierarchical_step_size=0.03, num_leapfrog_steps=10,
-        jitter=None, adapt=None, mass_matrix=None, num_chains=4,
+        jitter=None, adapt=None, mass_matrix=None, parametrisation=None, num_chains=4,
         warmup_fraction=0.25, eval_points=1000,
         nll_samples=100, fid_points=2000, feature_epochs=1),
     "smoke": Profile(
         name="smoke", epochs=1, max_train_points=2000, all_colours=False,
         models=(("vae", 1.0), ("beta_vae", 5.0)), references=10, restarts=2, radii=(0.1, 0.2),
         attack_steps=5, num_transitions=10, step_size=None, hierarchical_step_size=0.03,
-        num_leapfrog_steps=5, jitter=None, adapt=None, mass_matrix=None,
+        num_leapfrog_steps=5, jitter=None, adapt=None, mass_matrix=None, parametrisation=None,
         num_chains=2,
         warmup_fraction=0.5, eval_points=128, nll_samples=10,
         fid_points=128, feature_epochs=1),

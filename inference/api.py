@@ -12,7 +12,7 @@ mean, or given latents), and return the same :class:`PosteriorSamples` record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor
 from inference.adaptation import ADAPT_KINDS
 from inference.layout import LatentLayout, site_names
 from inference.mass import MASS_KINDS, initial_inverse_mass
+from inference.parametrisation import PARAMETRISATIONS, NonCentred
 from inference.samplers import SAMPLERS, SamplerSpec
 from inference.target import draw_initial_latents, encoder_variance
 
@@ -42,6 +43,8 @@ class SamplerConfig:
     sampled jointly as one flat z.
     mass_matrix: the diagonal mass matrix's source, one of :data:`inference.mass.MASS_KINDS`
     ("identity": unit mass, the paper's).
+    parametrisation: the coordinates the sampler moved, "centred" (z itself, the paper's) or
+    "noncentred" (each site's standardised prior noise, see :mod:`inference.parametrisation`).
     """
 
     sampler: str
@@ -61,6 +64,7 @@ class SamplerConfig:
     jitter: float = 0.0
     compile_potential: bool = True
     mass_matrix: str = "identity"
+    parametrisation: str = "centred"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,20 @@ def _resolve_mass(spec: SamplerSpec, mass_matrix: str) -> str:
         allowed = " or ".join(repr(kind) for kind in spec.mass_kinds)
         raise ValueError(f"sampler={spec.name!r} takes mass_matrix={allowed} only, got {mass_matrix!r}")
     return mass_matrix
+
+
+def _resolve_parametrisation(spec: SamplerSpec, parametrisation: str, num_sites: int) -> str:
+    movable = spec.mcmc and spec.kernel is not None  # the batched MCMC kernels
+    if parametrisation == "auto":
+        return "noncentred" if movable and num_sites > 1 else "centred"
+    if parametrisation not in PARAMETRISATIONS:
+        raise ValueError(f"parametrisation must be 'auto' or one of {PARAMETRISATIONS}, "
+                         f"got {parametrisation!r}")
+    if parametrisation == "noncentred" and not movable:
+        raise ValueError(f"sampler={spec.name!r} takes parametrisation='centred' only (the "
+                         "non-centred form is for the batched MCMC samplers: a mode found in "
+                         "the noise's coordinates is not the posterior's mode in z)")
+    return parametrisation
 
 
 def _resolve_jitter(spec: SamplerSpec, jitter: float | None) -> float:
@@ -193,6 +211,7 @@ def sample_posterior(
     jitter: float | None = None,
     compile_potential: bool = True,
     mass_matrix: Literal["auto", "identity", "encoder", "windowed", "encoder_windowed"] = "auto",
+    parametrisation: Literal["auto", "centred", "noncentred"] = "auto",
 ) -> PosteriorSamples:
     """Sample p(z|x) ∝ p(x|z) p(z) for every point of ``model_args`` (paper Section 3).
 
@@ -232,6 +251,14 @@ def sample_posterior(
             Pyro's own windowed adaptation for the stock references, identity for map). The
             paper's sampler is ``sampler="hmc", adapt="paper", mass_matrix="identity", jitter=0``. With a mass matrix, ``step_size`` is in the
             whitened coordinates z / sqrt(inverse mass).
+        parametrisation: the coordinates the sampler moves (see
+            :mod:`inference.parametrisation`): ``"centred"`` (z itself, the paper's),
+            ``"noncentred"`` (each site's standardised prior noise ε = (z − μ(z_above)) /
+            σ(z_above), for Normal priors; the batched MCMC samplers only), or
+            ``"auto"``: non-centred for a batched MCMC sampler on several latent sites (a
+            hierarchical model), else centred. Either way the draws, the start ``init`` and
+            ``final_z`` are in z; ``inverse_mass``, ``step_size`` and the ``lp`` stat (log
+            p(x, ε) = log p(x, z) + Σ log σ) are in the coordinates moved.
         compile_potential: evaluate the potential and its gradient through one tensor program
             recorded from the model and checked once per run (see
             :class:`~inference.target.PosteriorTarget`; a model whose Python control flow
@@ -269,6 +296,7 @@ def sample_posterior(
     adapt, target_accept = _resolve_adaptation(spec, adapt, target_accept)
     jitter = _resolve_jitter(spec, jitter)
     mass_matrix = _resolve_mass(spec, mass_matrix)
+    parametrisation = _resolve_parametrisation(spec, parametrisation, len(sites))
     device = _device_of(model_args)
     generator = torch.Generator(device=device)
     seed = generator.seed() if seed is None else seed
@@ -277,19 +305,35 @@ def sample_posterior(
         sampler, num_chains, num_warmup, num_samples, float(step_size),
         spec.num_leapfrog_steps or num_leapfrog_steps, adapt, target_accept, adapt_after_warmup,
         "given" if torch.is_tensor(init) else init, max_tree_depth, latent_site, seed, str(device),
-        jitter, compile_potential, mass_matrix,
+        jitter, compile_potential, mass_matrix, parametrisation,
     )
     z0, layout = draw_initial_latents(
         guide, model_args, num_chains=num_chains, init="mean" if torch.is_tensor(init) else init,
         latent_site=latent_site, generator=generator, model_kwargs=model_kwargs)
     if torch.is_tensor(init):
         z0 = _given_start(init, z0)
-    inverse_mass = initial_inverse_mass(
-        mass_matrix, lambda: encoder_variance(guide, model_args, latent_site=latent_site,
-                                              model_kwargs=model_kwargs),
-        z0.shape[1:], like=z0)
-    result = spec.run(model, model_args, z0, config, generator, model_kwargs, progress_bar,
-                      inverse_mass)
+    noncentred, run_model, run_config = None, model, config
+    if parametrisation == "noncentred":
+        noncentred = NonCentred(model, model_args, layout, model_kwargs,
+                                single_site=isinstance(latent_site, str))
+        run_model, run_config = noncentred.model, replace(config, latent_site=noncentred.latent_site)
+        z0 = noncentred.to_noise(z0)  # a given start (e.g. the oracle's code) too
+
+    def guide_variance():  # σ²(x) of the encoder mass matrices, in the coordinates moved
+        variance = encoder_variance(guide, model_args, latent_site=latent_site,
+                                    model_kwargs=model_kwargs)
+        if noncentred is None:
+            return variance
+        means = draw_initial_latents(guide, model_args, init="mean", latent_site=latent_site,
+                                     model_kwargs=model_kwargs)[0][0]
+        return noncentred.noise_variance(variance, at=means)
+
+    inverse_mass = initial_inverse_mass(mass_matrix, guide_variance, z0.shape[1:], like=z0)
+    result = spec.run(run_model, model_args, z0, run_config, generator, model_kwargs,
+                      progress_bar, inverse_mass)
+    if noncentred is not None:
+        result = result._replace(z=noncentred.to_latent(result.z),
+                                 final_z=noncentred.to_latent(result.final_z))
     return PosteriorSamples(result.z, result.final_z, result.step_size, result.sample_stats,
                             result.warmup_stats, config, result.num_grad_evals, layout,
                             result.inverse_mass)

@@ -41,12 +41,14 @@ def thin_coordinates(idata):
 
 
 def profile_adaptation(profile, sampler: str) -> dict:
-    """The profile's step-size adaptation and mass matrix where the sampler takes them (the
-    paper profile's rule is HMC's; MAP and the stock-Pyro references keep their own), else
-    the sampler's defaults ("auto"); the run records the resolved ones in its sampler config."""
+    """The profile's step-size adaptation, mass matrix and parametrisation where the sampler
+    takes them (the paper profile's rule is HMC's; MAP and the stock-Pyro references keep their
+    own), else the sampler's defaults ("auto"); the run records the resolved ones in its
+    sampler config."""
     spec = SAMPLERS[sampler]
     return {"adapt": profile.adapt if profile.adapt in spec.adapt_kinds else "auto",
-            "mass_matrix": profile.mass_matrix if profile.mass_matrix in spec.mass_kinds else "auto"}
+            "mass_matrix": profile.mass_matrix if profile.mass_matrix in spec.mass_kinds else "auto",
+            "parametrisation": profile.parametrisation or "auto"}
 
 
 def sample(context: RunContext, model: LoadedModel, inputs: torch.Tensor, *, init="sample",

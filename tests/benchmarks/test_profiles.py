@@ -2,6 +2,7 @@ import pytest
 
 from benchmarks.profiles import (EVALUATION_FIELDS, PAPER_SAMPLER, PROFILES, TRAINING_FIELDS,
                                  with_overrides)
+from benchmarks.stages.defence import profile_adaptation
 
 
 def test_paper_profile_is_the_protocol():
@@ -14,6 +15,12 @@ def test_paper_profile_is_the_protocol():
 
 def test_hierarchical_models_get_the_nvae_settings_of_table_8():
     assert PROFILES["paper"].sampler_settings("mnist", hierarchical=True) == (2000, 1e-4)
+    # the paper's sampler moves z itself; the quick profile leaves the choice to the sampler
+    # (non-centred groups for a hierarchical model)
+    assert profile_adaptation(PROFILES["paper"], "hmc") == {
+        "adapt": "paper", "mass_matrix": "identity", "parametrisation": "centred"}
+    assert profile_adaptation(PROFILES["quick"], "hmc")["parametrisation"] == "auto"
+    assert "parametrisation = the sampler's default (paper: centred)" in PROFILES["quick"].cuts("mnist")
     quick_transitions = PROFILES["quick"].num_transitions
     assert PROFILES["quick"].sampler_settings("mnist", hierarchical=True) == (quick_transitions, 0.03)
     override = with_overrides(PROFILES["quick"], step_size=0.2)

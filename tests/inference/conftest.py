@@ -124,3 +124,53 @@ ANISOTROPIC_SD = (0.02, 0.1, 0.5, 0.98)
 @pytest.fixture
 def anisotropic_problem():
     return make_narrow_problem(posterior_sd=ANISOTROPIC_SD)
+
+
+@dataclass(frozen=True)
+class TwoLevelGaussian:
+    """A two-group hierarchy with a closed-form posterior, coupled like a hierarchical VAE's
+    groups: per coordinate j (D of them, independent),
+
+        top_j ~ N(0, 1),  low_j | top_j ~ N(a·top_j, s²),  x_j | low_j ~ N(low_j, τ²).
+
+    With a = 2, s = 0.2, τ = 0.5 the posterior correlation of (top_j, low_j) is 0.92 in z and
+    0.36 in the non-centred (top_j, ε_j), ε_j = (low_j − a·top_j) / s.
+    """
+
+    coupling: float = 2.0
+    spread: float = 0.2
+    noise: float = 0.5
+    dim: int = 2
+    sites: tuple = ("top", "low")
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            top = pyro.sample("top", dist.Normal(x.new_zeros(self.dim), 1.0).to_event(1))
+            low = pyro.sample("low", dist.Normal(self.coupling * top, self.spread).to_event(1))
+            pyro.sample("x", dist.Normal(low, self.noise).to_event(1), obs=x)
+
+    def guide(self, x):
+        # a poor encoder, as in LinearGaussian: the chains have to move
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("top", dist.Normal(0.3 * x, 0.5).to_event(1))
+            pyro.sample("low", dist.Normal(x, 0.3).to_event(1))
+
+    def data(self, num_points, seed=1):
+        g = torch.Generator().manual_seed(seed)
+        top = torch.randn(num_points, self.dim, generator=g)
+        low = self.coupling * top + self.spread * torch.randn(num_points, self.dim, generator=g)
+        return low + self.noise * torch.randn(num_points, self.dim, generator=g)
+
+    def posterior(self, x):
+        """Exact mean (N, 2D) and covariance (2D, 2D) of the flat z = (top, low)."""
+        a, s2, t2 = self.coupling, self.spread**2, self.noise**2
+        precision = torch.tensor([[1 + a * a / s2, -a / s2], [-a / s2, 1 / s2 + 1 / t2]])
+        pair_cov = torch.linalg.inv(precision)  # (top_j, low_j) for every j
+        mean = torch.cat([pair_cov[0, 1] * x / t2, pair_cov[1, 1] * x / t2], dim=1)
+        cov = torch.kron(pair_cov.contiguous(), torch.eye(self.dim))
+        return mean, cov
+
+
+@pytest.fixture
+def two_level_problem():
+    return TwoLevelGaussian()
