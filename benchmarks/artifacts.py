@@ -111,14 +111,32 @@ class RunDirectory:
         (a changed knob would otherwise silently reuse stale stages).
         """
         recorded = self.stage("configuration.json", lambda: configuration)
-        if recorded != json.loads(json.dumps(configuration)):
+        wanted = json.loads(json.dumps(configuration))
+        if recorded != wanted:
+            changes = "; ".join(configuration_changes(recorded, wanted)[:4])
             raise ConfigurationMismatch(
-                f"{self.root} holds a run with another configuration; use --fresh to recompute "
-                "it, or --out for a new directory")
+                f"{self.root} holds a run with another configuration ({changes}); use --fresh "
+                "to recompute it, or --out for a new directory")
 
     def write_text(self, name: str, text: str) -> Path:
         atomic_write_text(self.path(name), text)
         return self.path(name)
+
+
+def configuration_changes(recorded, wanted, path: str = "") -> list[str]:
+    """Where two JSON configurations differ, as "key.sub: recorded → wanted" lines ("absent"
+    for a key one of them lacks, e.g. a knob added to the profile since the run)."""
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        changes = []
+        for key in sorted(set(recorded) | set(wanted), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in recorded or key not in wanted:
+                changes.append(f"{where}: {recorded.get(key, 'absent')!r} → "
+                               f"{wanted.get(key, 'absent')!r}")
+            else:
+                changes += configuration_changes(recorded[key], wanted[key], where)
+        return changes
+    return [] if recorded == wanted else [f"{path}: {recorded!r} → {wanted!r}"]
 
 
 def _load(path: Path):

@@ -48,6 +48,10 @@ def test_another_model_identity_recomputes(tmp_path):
 
 
 def test_a_directory_refuses_another_configuration(tmp_path):
-    RunDirectory(tmp_path / "run").pin_configuration({"seed": 0})
-    with pytest.raises(ConfigurationMismatch, match="another configuration"):
-        RunDirectory(tmp_path / "run").pin_configuration({"seed": 1})
+    RunDirectory(tmp_path / "run").pin_configuration({"seed": 0, "profile": {"chains": 2}})
+    with pytest.raises(ConfigurationMismatch, match=r"another configuration \(seed: 0 → 1\)"):
+        RunDirectory(tmp_path / "run").pin_configuration({"seed": 1, "profile": {"chains": 2}})
+    # a knob added since the run is named as such
+    with pytest.raises(ConfigurationMismatch, match="profile.knob: 'absent' → None"):
+        RunDirectory(tmp_path / "run").pin_configuration({"seed": 0,
+                                                          "profile": {"chains": 2, "knob": None}})
