@@ -136,7 +136,9 @@ def grouped_bars(groups: dict[str, dict[str, tuple[float, float]]], path: Path, 
 
 
 def lp_traces(traces: dict[str, list[dict]], path: Path) -> Path:
-    """lp = log p(x, z) against the transition, one panel per point and one line per chain:
+    """lp, the log density of the coordinates the chains move (log p(x, z); log p(x, ε) where a
+    hierarchical model's groups are non-centred), against the transition, one panel per point
+    and one line per chain:
     warm-up faint and dashed, kept draws solid. ``traces``: input group (a row) → points, each
     {"point", "rhat", "warmup": (C, W) or None, "kept": (C, S)}."""
     rows, columns = len(traces), max(len(points) for points in traces.values())
@@ -160,7 +162,7 @@ def lp_traces(traces: dict[str, list[dict]], path: Path) -> Path:
                 axis.axvline(offset - 0.5, color="grey", linewidth=0.6, linestyle=":")
             axis.set_title(f"{group}, point {entry['point']}, R-hat {entry['rhat']:.3g}", fontsize=7)
             axis.tick_params(labelsize=6)
-        axes[i, 0].set_ylabel("log p(x, z)", fontsize=7)
+        axes[i, 0].set_ylabel("lp", fontsize=7)
     for axis in axes[-1]:
         axis.set_xlabel("draw (saved, thinned)", fontsize=7)
     figure.suptitle("Chains' lp per input group: highest, median and lowest R-hat point", fontsize=9)

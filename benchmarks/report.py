@@ -445,8 +445,9 @@ def render_tables(run: dict, section: dict) -> list[str]:
         "",
         "Chains are saved as NetCDF in `chains/` (thinned to at most 100 draws), with every "
         "input's diagnostics in the group `point_diagnostics` (coordinate `input_group`). The "
-        "figure traces lp = log p(x, z) of the inputs with the highest, median and lowest R-hat "
-        "of every group (warm-up dashed).",
+        "figure traces lp, the log density of the coordinates the chains move (log p(x, z), or "
+        "log p(x, ε) where a hierarchical model's groups are non-centred), of the inputs with "
+        "the highest, median and lowest R-hat of every group (warm-up dashed).",
         "",
     ]
     if "diagnosis" in first:
