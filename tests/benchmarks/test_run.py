@@ -219,6 +219,7 @@ def test_smoke_runs_the_hierarchical_vae(smoke_arguments, mnist_root, tmp_path):
     results = runner.main(smoke_arguments(mnist_root, out, "--models", "hvae"))
     entry = results["experiments"]["tables"]["models"]["hvae_beta1"]
     assert entry["kind"] == "hvae"
+    assert entry["defence"]["sampler_config"]["parametrisation"] == "noncentred"
     skl = entry["robustness"]["ms_ssim"]["0.1"]
     assert len(skl["per_reference"]["defended"]) == results["profile"]["references"]
     report = (out / "report.md").read_text()
