@@ -38,6 +38,7 @@ from .checkpoint import CheckpointError, atomic_torch_save
 from .data import DataSplits, batch_of
 from .losses import make_elbo
 from .interface import PyroVAE
+from .vae import BERNOULLI_CLAMP
 
 TRAIN_STATE_FORMAT = "pyro_vae.train_state/1"
 MODULE_NAME = "vae"  # the parameter-store prefix of the model's weights (optimiser state keys)
@@ -72,12 +73,17 @@ class TrainConfig:
 
 @dataclass
 class TrainHistory:
-    """Per-epoch mean training and validation loss (nats per point) and learning rate."""
+    """Per-epoch mean training and validation loss (nats per point) and learning rate, and the
+    share of decoder outputs outside the likelihood's clamp (:func:`clamped_share`) on the
+    first ``CLAMP_PROBE_POINTS`` validation images, at initialisation and after each epoch
+    (a run resumed from a state written before this was recorded has fewer entries)."""
 
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    clamped_share: list[float] = field(default_factory=list)
+    clamped_share_at_start: float | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -87,7 +93,29 @@ class TrainHistory:
         """The history as checkpoint metadata: epochs done and the per-epoch lists."""
         return {"epochs": self.epochs_done, "train_loss": self.train_loss,
                 "validation_loss": self.validation_loss, "learning_rate": self.learning_rate,
-                "epoch_seconds": self.seconds}
+                "epoch_seconds": self.seconds, "clamped_share": self.clamped_share,
+                "clamped_share_at_start": self.clamped_share_at_start}
+
+
+# validation images on which every epoch's clamped_share is measured
+CLAMP_PROBE_POINTS = 1000
+
+
+def clamped_share(vae: PyroVAE, images: torch.Tensor) -> float | None:
+    """The share of decoder outputs, at the encoder means of ``images``, outside the likelihood's
+    clamp [1e-5, 1 − 1e-5] (either decoder output): there log p(x|z) is constant in the output,
+    so that pixel passes no gradient back to the network. None for a model without one
+    ``decoder`` network (the hierarchical VAE)."""
+    decoder = getattr(vae, "decoder", None)
+    if decoder is None:
+        return None
+    was_training = vae.training
+    vae.eval()
+    with torch.no_grad():
+        raw = decoder(vae.encode(images)[0])
+    vae.train(was_training)
+    outside = (raw < BERNOULLI_CLAMP) | (raw > 1 - BERNOULLI_CLAMP)
+    return float(outside.double().mean())
 
 
 def _with_module(fn, vae: PyroVAE):
@@ -142,6 +170,10 @@ def train_vae(vae: PyroVAE, splits: DataSplits, config: TrainConfig, *,
     history = TrainHistory()
     if state_path is not None and Path(state_path).exists():
         history = _resume(Path(state_path), vae, config, scheduler, generator, device)
+    probe = batch_of(splits.validation, torch.arange(min(CLAMP_PROBE_POINTS,
+                                                         len(splits.validation))))[0].to(device)
+    if history.epochs_done == 0:
+        history.clamped_share_at_start = clamped_share(vae, probe)  # the initialisation's
     with pyro.get_param_store().scope():
         svi = SVI(_with_module(vae.model, vae), _with_module(vae.guide, vae), scheduler, elbo)
         epochs = tqdm(range(history.epochs_done, config.epochs), initial=history.epochs_done,
@@ -163,6 +195,9 @@ def train_vae(vae: PyroVAE, splits: DataSplits, config: TrainConfig, *,
             history.validation_loss.append(validation)
             history.learning_rate.append(_current_lr(scheduler, config.learning_rate))
             history.seconds.append(time.perf_counter() - started)
+            share = clamped_share(vae, probe)
+            if share is not None:
+                history.clamped_share.append(share)
             epochs.set_postfix(train=f"{total / count:.2f}", val=f"{validation:.2f}",
                                lr=f"{history.learning_rate[-1]:.1e}")
             if state_path is not None:
