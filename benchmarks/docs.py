@@ -172,6 +172,17 @@ def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value < 600 else f"{value:.0f} s ({value / 60:.0f} min)"
 
 
+def _wall_time(section: dict) -> str:
+    """What the section's computation took: its own wall time, or that of the invocation that
+    computed its stages when this one rendered them again from the cache."""
+    if section.get("stages_computed", True):
+        return _seconds(section["wall_seconds_total"])
+    computed = section.get("computed_in")
+    if computed is None:
+        return "not recorded (every stage reused from an earlier invocation)"
+    return f"{_seconds(computed['wall_seconds_total'])} (computed at commit {computed['commit'][:7]})"
+
+
 def run_facts(name: str, results: dict) -> list[str]:
     """The run's facts, one line each: configuration, command, commit, machine, wall time."""
     environment = results.get("environment", {})
@@ -179,8 +190,7 @@ def run_facts(name: str, results: dict) -> list[str]:
     versions = ", ".join(f"{p} {v}" for p, v in packages.items()
                          if v and p in ("torch", "pyro-ppl"))
     sections = results.get("experiments", {})
-    walls = ", ".join(f"{experiment} {_seconds(section['wall_seconds_total'])}"
-                      for experiment, section in sections.items())
+    walls = ", ".join(f"{experiment} {_wall_time(section)}" for experiment, section in sections.items())
     profile = results["profile"]
     return [
         f"- **Run**: `{name}`: {DATASET_LABEL.get(results['dataset'], results['dataset'])}, "
@@ -622,7 +632,7 @@ def directive(text: str, runs: dict[str, dict], *, base: str) -> list[str]:
             lines = lines[1:]
         while lines and not lines[-1].strip():
             lines = lines[:-1]
-        facts = f"`{command(results, experiment)}`: {_seconds(section['wall_seconds_total'])}."
+        facts = f"`{command(results, experiment)}`: {_wall_time(section)}."
         return [facts, "", *_with_figures(lines, run, base)]
     raise ValueError(f"unknown directive {text!r}")
 

@@ -455,6 +455,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "wall_seconds_total": time.perf_counter() - section_started,
                     "stages_computed": list(run_dir.computed)})
     results = previous_results(run_dir)
+    section["computed_in"] = computed_in(section, results.get("experiments", {})
+                                         .get(experiment.name))
     results.update({
         "schema_version": SCHEMA_VERSION, "dataset": arguments.dataset,
         "sampler": arguments.sampler, "seed": arguments.seed, "profile": profile.to_dict(),
@@ -476,6 +478,16 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"done: {experiment.name} in {section['wall_seconds_total']:.0f} s; "
           f"{run_dir.path('report.md')}")
     return results
+
+
+def computed_in(section: dict, previous: dict | None) -> dict | None:
+    """The commit and wall time of the invocation that last computed any of the section's
+    stages: this one, or, when every stage came from the cache (a report rendered again), the
+    previous section's, so a re-render keeps what the computation cost. None when unknown (a
+    re-render of results written before this was recorded)."""
+    if section["stages_computed"]:
+        return {"commit": section["commit"], "wall_seconds_total": section["wall_seconds_total"]}
+    return None if previous is None else previous.get("computed_in")
 
 
 def previous_results(run_dir: RunDirectory) -> dict:

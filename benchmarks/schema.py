@@ -94,7 +94,9 @@ _SECTION = {"type": "object", "required": ["knobs", "wall_seconds", "wall_second
                                            "stages_computed"],
             "properties": {"wall_seconds": _NUMBER_MAP,
                            "wall_seconds_total": {"type": "number", "minimum": 0},
-                           "stages_computed": {"type": "array", "items": {"type": "string"}}}}
+                           "stages_computed": {"type": "array", "items": {"type": "string"}},
+                           "computed_in": {"type": ["object", "null"],
+                                           "required": ["commit", "wall_seconds_total"]}}}
 _TABLES = {"allOf": [_SECTION, {
     "type": "object", "required": ["models", "references", "feature_network_accuracy"],
     "properties": {"models": {"type": "object", "minProperties": 1, "additionalProperties": _MODEL},

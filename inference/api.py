@@ -77,7 +77,7 @@ class PosteriorSamples:
         - step_size: (num_chains, N), the (un-jittered) step sizes a further transition would use
         - sample_stats / warmup_stats: name -> (num_chains, T, N) with T = num_samples /
           num_warmup; ArviZ names (``diverging``, ``acceptance_rate``, ``energy``, ``lp`` =
-          log p(x, z), ``step_size`` = the η each transition integrated with (jittered when
+          log p(x, z) (log p(x, ε) where non-centred), ``step_size`` = the η each transition integrated with (jittered when
           ``config.jitter`` > 0), ``n_steps``, ``n_grad_evals`` = potential-and-gradient
           evaluations spent on the chain by the transition, ``tree_depth`` for NUTS,
           ``accepted`` for HMC, MALA and MAP). The stock-Pyro references record ``step_size``

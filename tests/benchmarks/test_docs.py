@@ -167,3 +167,15 @@ def test_the_training_length_table_has_a_row_per_radius_and_names_missing_runs()
                      "| −12.5 (25%) | +0.050 |")
     assert second.startswith("|  |  |  | 0.2 | 0.500 → 0.600")
     assert missing == "| later | _not collected yet_ | | | | | |"
+
+
+def test_a_rerendered_section_shows_what_its_computation_took():
+    """A report rendered again from the cache (no stage computed) shows the wall time of the
+    invocation that computed the stages, or says that it was not recorded; never its own."""
+    computed = {"stages_computed": ["chains/vae.pt"], "wall_seconds_total": 3849.2}
+    assert docs._wall_time(computed) == "3849 s (64 min)"
+    rerendered = {"stages_computed": [], "wall_seconds_total": 0.3,
+                  "computed_in": {"commit": "cdfcaa8f00", "wall_seconds_total": 3849.2}}
+    assert docs._wall_time(rerendered) == "3849 s (64 min) (computed at commit cdfcaa8)"
+    unknown = {"stages_computed": [], "wall_seconds_total": 0.3}
+    assert docs._wall_time(unknown).startswith("not recorded")

@@ -133,6 +133,9 @@ def test_rerun_reuses_every_finished_stage(smoke_run, smoke_arguments):
     assert "models/beta_vae_beta5.pt" in first["stages_computed"]  # not in the zoo: trained
     again = runner.main(smoke_arguments(root, out))["experiments"]["tables"]
     assert again["stages_computed"] == []
+    # the re-render keeps what the computation took, not its own cache-reading seconds
+    assert again["computed_in"] == {"commit": first["commit"],
+                                    "wall_seconds_total": first["wall_seconds_total"]}
     assert again["models"]["vae_beta1"]["robustness"] == first["models"]["vae_beta1"]["robustness"]
 
 
