@@ -85,7 +85,8 @@ class NonCentred:
         noise_sites = tuple(noise_site(site) for site in layout.sites)
         self.latent_site = noise_sites[0] if single_site else noise_sites
         self._args, self._kwargs = model_args, dict(model_kwargs or {})
-        self._num_points = next(a.shape[0] for a in model_args if torch.is_tensor(a))
+        self._num_points = next((a.shape[0] for a in (*model_args, *self._kwargs.values())
+                                 if torch.is_tensor(a)), None)
 
     def _run(self, model: Callable, values: dict[str, Tensor], copies: int):
         args = tuple(_tile(a, copies) for a in self._args)
@@ -96,8 +97,8 @@ class NonCentred:
     def _rows(self, z: Tensor, convert: Callable[[Tensor, int], Tensor]) -> Tensor:
         """Apply ``convert(rows (k·N, D), k)`` to z (..., N, D) in blocks of whole copies."""
         n, d = z.shape[-2:]
-        if n != self._num_points or d != self.layout.dim:
-            raise ValueError(f"expected latents of shape (..., {self._num_points}, "
+        if n != (self._num_points or n) or d != self.layout.dim:
+            raise ValueError(f"expected latents of shape (..., {self._num_points or 'N'}, "
                              f"{self.layout.dim}), got {tuple(z.shape)}")
         flat = z.reshape(-1, n, d)
         per_call = max(1, _ROWS_PER_CALL // n)
