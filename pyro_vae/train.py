@@ -74,9 +74,10 @@ class TrainConfig:
 @dataclass
 class TrainHistory:
     """Per-epoch mean training and validation loss (nats per point) and learning rate, and the
-    share of decoder outputs outside the likelihood's clamp (:func:`clamped_share`) on the
-    first ``CLAMP_PROBE_POINTS`` validation images, at initialisation and after each epoch
-    (a run resumed from a state written before this was recorded has fewer entries)."""
+    shares of decoder outputs outside the likelihood's clamp, all of them and the stuck ones
+    (:func:`clamp_shares`), on the first ``CLAMP_PROBE_POINTS`` validation images, at
+    initialisation and after each epoch (a run resumed from a state written before these were
+    recorded has fewer entries)."""
 
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
@@ -84,6 +85,8 @@ class TrainHistory:
     seconds: list[float] = field(default_factory=list)
     clamped_share: list[float] = field(default_factory=list)
     clamped_share_at_start: float | None = None
+    stuck_share: list[float] = field(default_factory=list)
+    stuck_share_at_start: float | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -94,18 +97,25 @@ class TrainHistory:
         return {"epochs": self.epochs_done, "train_loss": self.train_loss,
                 "validation_loss": self.validation_loss, "learning_rate": self.learning_rate,
                 "epoch_seconds": self.seconds, "clamped_share": self.clamped_share,
-                "clamped_share_at_start": self.clamped_share_at_start}
+                "clamped_share_at_start": self.clamped_share_at_start,
+                "stuck_share": self.stuck_share, "stuck_share_at_start": self.stuck_share_at_start}
 
 
-# validation images on which every epoch's clamped_share is measured
+# validation images on which every epoch's clamp_shares are measured
 CLAMP_PROBE_POINTS = 1000
 
 
-def clamped_share(vae: PyroVAE, images: torch.Tensor) -> float | None:
-    """The share of decoder outputs, at the encoder means of ``images``, outside the likelihood's
-    clamp [1e-5, 1 − 1e-5] (either decoder output): there log p(x|z) is constant in the output,
-    so that pixel passes no gradient back to the network. None for a model without one
-    ``decoder`` network (the hierarchical VAE)."""
+def clamp_shares(vae: PyroVAE, images: torch.Tensor) -> tuple[float, float] | None:
+    """Where the likelihood's clamp [1e-5, 1 − 1e-5] is active, for the decoder's outputs at
+    the encoder means of ``images`` (either decoder output): there log p(x|z) is constant in the
+    output, so that pixel passes no gradient back to the network.
+
+    Returns (clamped, stuck): the share of outputs outside the clamp, and the share that is
+    outside on the side the pixel pulls away from (below it where x > 1e-5, above it where
+    x < 1 − 1e-5): a loss that no gradient can reduce. Most clamped outputs of a trained model
+    are black channels predicted black, which are not stuck. None for a model without one
+    ``decoder`` network (the hierarchical VAE).
+    """
     decoder = getattr(vae, "decoder", None)
     if decoder is None:
         return None
@@ -114,8 +124,9 @@ def clamped_share(vae: PyroVAE, images: torch.Tensor) -> float | None:
     with torch.no_grad():
         raw = decoder(vae.encode(images)[0])
     vae.train(was_training)
-    outside = (raw < BERNOULLI_CLAMP) | (raw > 1 - BERNOULLI_CLAMP)
-    return float(outside.double().mean())
+    low, high = raw < BERNOULLI_CLAMP, raw > 1 - BERNOULLI_CLAMP
+    stuck = (low & (images > BERNOULLI_CLAMP)) | (high & (images < 1 - BERNOULLI_CLAMP))
+    return float((low | high).double().mean()), float(stuck.double().mean())
 
 
 def _with_module(fn, vae: PyroVAE):
@@ -172,8 +183,9 @@ def train_vae(vae: PyroVAE, splits: DataSplits, config: TrainConfig, *,
         history = _resume(Path(state_path), vae, config, scheduler, generator, device)
     probe = batch_of(splits.validation, torch.arange(min(CLAMP_PROBE_POINTS,
                                                          len(splits.validation))))[0].to(device)
-    if history.epochs_done == 0:
-        history.clamped_share_at_start = clamped_share(vae, probe)  # the initialisation's
+    if history.epochs_done == 0:  # the initialisation's
+        history.clamped_share_at_start, history.stuck_share_at_start = (
+            clamp_shares(vae, probe) or (None, None))
     with pyro.get_param_store().scope():
         svi = SVI(_with_module(vae.model, vae), _with_module(vae.guide, vae), scheduler, elbo)
         epochs = tqdm(range(history.epochs_done, config.epochs), initial=history.epochs_done,
@@ -195,9 +207,10 @@ def train_vae(vae: PyroVAE, splits: DataSplits, config: TrainConfig, *,
             history.validation_loss.append(validation)
             history.learning_rate.append(_current_lr(scheduler, config.learning_rate))
             history.seconds.append(time.perf_counter() - started)
-            share = clamped_share(vae, probe)
-            if share is not None:
-                history.clamped_share.append(share)
+            shares = clamp_shares(vae, probe)
+            if shares is not None:
+                history.clamped_share.append(shares[0])
+                history.stuck_share.append(shares[1])
             epochs.set_postfix(train=f"{total / count:.2f}", val=f"{validation:.2f}",
                                lr=f"{history.learning_rate[-1]:.1e}")
             if state_path is not None:

@@ -6,7 +6,7 @@ import torch
 from pyro_vae import (CheckpointError, ConvVAE, TrainConfig, VAEConfig, batch_of, evaluate_vae,
                       load_dataset, make_elbo, train_vae)
 from pyro_vae.hvae import HierarchicalVAE, HVAEConfig
-from pyro_vae.train import clamped_share
+from pyro_vae.train import clamp_shares
 
 def mean_image_nll(splits, num_test_points):
     """Average NLL, in nats, of the first ``num_test_points`` test images under the best model that
@@ -55,26 +55,32 @@ def test_training_moves_weights_on_synthetic_data(synthetic_root):
     assert all(not torch.equal(a, b) for a, b in zip(before, vae.parameters()))
 
 
-@pytest.mark.parametrize("bias, expected", [(-0.5, 1.0), (1.5, 1.0), (0.5, 0.0), (2e-5, 0.0)])
-def test_clamped_share_counts_raw_outputs_outside_the_clamp(bias, expected):
+@pytest.mark.parametrize("bias, clamped, stuck", [
+    (-0.5, 1.0, 0.5), (1.5, 1.0, 0.5), (0.5, 0.0, 0.0), (2e-5, 0.0, 0.0)])
+def test_clamp_shares_count_raw_outputs_outside_the_clamp(bias, clamped, stuck):
     """The identity decoder with its last layer's weights zeroed outputs its bias everywhere:
-    outside [1e-5, 1 − 1e-5] every output is clamped, inside none is."""
+    outside [1e-5, 1 − 1e-5] every output is clamped, inside none is. Half of the images are
+    black and half white: a constant output below the clamp is stuck on the white ones (they
+    would pull it up), above it on the black ones."""
     vae = ConvVAE(VAEConfig(decoder_output="identity", num_channels=3))
     last = vae.decoder.net[-2]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.fill_(bias)
-    assert clamped_share(vae, torch.rand(4, 3, 28, 28)) == expected
-    assert clamped_share(HierarchicalVAE(HVAEConfig(width=8)), torch.rand(2, 1, 28, 28)) is None
+    images = torch.cat([torch.zeros(2, 3, 28, 28), torch.ones(2, 3, 28, 28)])
+    assert clamp_shares(vae, images) == (clamped, stuck)
+    assert clamp_shares(HierarchicalVAE(HVAEConfig(width=8)), torch.rand(2, 1, 28, 28)) is None
 
 
-def test_training_records_the_clamped_share_from_the_initialisation_on(synthetic_root):
+def test_training_records_the_clamp_shares_from_the_initialisation_on(synthetic_root):
     splits = load_dataset("mnist", synthetic_root, num_validation=6, download=False)
     history = train_vae(ConvVAE(VAEConfig(decoder_output="identity")), splits,
                         TrainConfig(epochs=2, batch_size=8), progress=False)
-    assert 0.0 <= history.clamped_share_at_start <= 1.0
-    assert len(history.clamped_share) == 2 and all(0.0 <= s <= 1.0 for s in history.clamped_share)
-    assert history.record()["clamped_share"] == history.clamped_share
+    assert 0.0 <= history.stuck_share_at_start <= history.clamped_share_at_start <= 1.0
+    assert len(history.clamped_share) == len(history.stuck_share) == 2
+    assert all(0.0 <= stuck <= clamped <= 1.0
+               for clamped, stuck in zip(history.clamped_share, history.stuck_share))
+    assert history.record()["stuck_share"] == history.stuck_share
 
 
 def test_a_channels_last_model_still_trains(synthetic_root):
