@@ -23,7 +23,7 @@ from inference.layout import LatentLayout, site_names
 from inference.mass import MASS_KINDS, initial_inverse_mass
 from inference.parametrisation import PARAMETRISATIONS, NonCentred
 from inference.samplers import SAMPLERS, SamplerSpec
-from inference.target import draw_initial_latents, encoder_variance
+from inference.target import draw_initial_latents, encoder_moments
 
 _DEFAULT_TARGET_ACCEPT = {"paper": 0.9, "dual_averaging": 0.8}
 
@@ -77,8 +77,8 @@ class PosteriorSamples:
         - step_size: (num_chains, N), the (un-jittered) step sizes a further transition would use
         - sample_stats / warmup_stats: name -> (num_chains, T, N) with T = num_samples /
           num_warmup; ArviZ names (``diverging``, ``acceptance_rate``, ``energy``, ``lp`` =
-          log p(x, z) (log p(x, ε) where non-centred), ``step_size`` = the η each transition integrated with (jittered when
-          ``config.jitter`` > 0), ``n_steps``, ``n_grad_evals`` = potential-and-gradient
+          log p(x, z) (log p(x, ε) where non-centred), ``step_size`` = the η each transition
+          integrated with (jittered when ``config.jitter`` > 0), ``n_steps``, ``n_grad_evals`` = potential-and-gradient
           evaluations spent on the chain by the transition, ``tree_depth`` for NUTS,
           ``accepted`` for HMC, MALA and MAP). The stock-Pyro references record ``step_size``
           and ``diverging`` only.
@@ -320,13 +320,9 @@ def sample_posterior(
         z0 = noncentred.to_noise(z0)  # a given start (e.g. the oracle's code) too
 
     def guide_variance():  # σ²(x) of the encoder mass matrices, in the coordinates moved
-        variance = encoder_variance(guide, model_args, latent_site=latent_site,
-                                    model_kwargs=model_kwargs)
-        if noncentred is None:
-            return variance
-        means = draw_initial_latents(guide, model_args, init="mean", latent_site=latent_site,
-                                     model_kwargs=model_kwargs)[0][0]
-        return noncentred.noise_variance(variance, at=means)
+        means, variance = encoder_moments(guide, model_args, latent_site=latent_site,
+                                          model_kwargs=model_kwargs)
+        return variance if noncentred is None else noncentred.noise_variance(variance, at=means)
 
     inverse_mass = initial_inverse_mass(mass_matrix, guide_variance, z0.shape[1:], like=z0)
     result = spec.run(run_model, model_args, z0, run_config, generator, model_kwargs,

@@ -37,6 +37,7 @@ from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor
 
 from inference.layout import LatentLayout
+from inference.target import _tile
 
 PARAMETRISATIONS = ("centred", "noncentred")
 # rows per model call when mapping draws back to z (memory, not speed, sets it)
@@ -46,10 +47,6 @@ _ROWS_PER_CALL = 4096
 def noise_site(site: str) -> str:
     """The name ``LocScaleReparam`` gives the standardised noise of ``site``."""
     return f"{site}_decentered"
-
-
-def _tile(arg, copies: int):
-    return arg.repeat((copies,) + (1,) * (arg.dim() - 1)) if torch.is_tensor(arg) else arg
 
 
 def _loc_scale(fn, site: str) -> tuple[Tensor, Tensor]:
@@ -137,7 +134,7 @@ class NonCentred:
     def noise_variance(self, variance: Tensor, at: Tensor) -> Tensor:
         """A variance of z (N, D) in ε's coordinates, σ(z_above)⁻² · variance, with the prior
         scales read at ``at`` (N, D) (for the encoder's variance: the guide's means, where
-        :func:`~inference.target.encoder_variance` reads it)."""
+        :func:`~inference.target.encoder_moments` reads it)."""
         _, scale = self._prior_loc_scale(at, 1)
         return variance / scale.square()
 

@@ -407,6 +407,36 @@ def draw_initial_latents(
     return z.expand(num_chains, -1, -1).clone(), layout
 
 
+def encoder_moments(
+    guide: Callable,
+    model_args: tuple = (),
+    *,
+    latent_site: str | Sequence[str] = "z",
+    model_kwargs: dict | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The guide's mean and variance σ²(x) of every latent coordinate, from one run of the guide
+    along its means (a hierarchical guide's lower groups at the means of the groups above),
+    flattened in site order like the latents.
+
+    Shape:
+        returns ((N, D), (N, D)) on the guide's device.
+    """
+    sites = site_names(latent_site)
+    draw = _DrawFromGuide(sites, mean=True, generator=None)
+    kwargs = model_kwargs or {}
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(draw(guide)).get_trace(*model_args, **kwargs)
+    missing = [name for name in sites if name not in draw.scales]
+    if missing:
+        raise ValueError(f"guide has no sample site named {missing[0]!r}")
+
+    def flat(values):
+        return torch.cat([v.detach().reshape(v.shape[0], -1) for v in values], dim=1)
+
+    return (flat(trace.nodes[name]["value"] for name in sites),
+            flat(draw.scales[name] for name in sites).square())
+
+
 def encoder_variance(
     guide: Callable,
     model_args: tuple = (),
@@ -414,23 +444,14 @@ def encoder_variance(
     latent_site: str | Sequence[str] = "z",
     model_kwargs: dict | None = None,
 ) -> Tensor:
-    """The guide's variance σ²(x) of every latent coordinate, flattened in site order like the
-    latents (a hierarchical guide's lower groups at the means of the groups above): the free,
-    per-point inverse mass matrix of :mod:`inference.mass`.
+    """The guide's variance σ²(x) of :func:`encoder_moments`: the free, per-point inverse mass
+    matrix of :mod:`inference.mass`.
 
     Shape:
         returns (N, D) on the guide's device.
     """
-    sites = site_names(latent_site)
-    draw = _DrawFromGuide(sites, mean=True, generator=None)
-    kwargs = model_kwargs or {}
-    with torch.no_grad(), poutine.block():
-        poutine.trace(draw(guide)).get_trace(*model_args, **kwargs)
-    missing = [name for name in sites if name not in draw.scales]
-    if missing:
-        raise ValueError(f"guide has no sample site named {missing[0]!r}")
-    scales = [draw.scales[name].detach() for name in sites]
-    return torch.cat([s.reshape(s.shape[0], -1) for s in scales], dim=1).square()
+    return encoder_moments(guide, model_args, latent_site=latent_site,
+                           model_kwargs=model_kwargs)[1]
 
 
 def initial_latents(

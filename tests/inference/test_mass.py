@@ -6,7 +6,7 @@ import torch
 
 from inference import BatchedHMC, PosteriorTarget, sample_posterior
 from inference.mass import PooledVariance, Whitening, slow_windows
-from inference.target import encoder_variance
+from inference.target import draw_initial_latents, encoder_moments, encoder_variance
 
 
 def test_slow_windows_follow_stan():
@@ -75,6 +75,10 @@ def test_encoder_variance_is_the_guides(problem, scaled_problem):
                                torch.full((3, 2), 0.01))
     with pytest.raises(ValueError, match="no sample site named 'w'"):
         encoder_variance(problem.guide, (x,), latent_site="w")
+    # the same guide run gives the means, the start of init="mean"
+    means, variance = encoder_moments(problem.guide, (x,))
+    assert torch.equal(variance, encoder_variance(problem.guide, (x,)))
+    assert torch.equal(means, draw_initial_latents(problem.guide, (x,), init="mean")[0][0])
 
 
 def test_windowed_estimate_finds_the_posterior_variance(anisotropic_problem):
