@@ -57,7 +57,7 @@ OVERRIDE_FLAGS = {"epochs": "--epochs", "references": "--references", "restarts"
                   "fid_points": "--fid-points", "feature_epochs": "--feature-epochs"}
 DATASET_LABEL = {"mnist": "MNIST", "fashionmnist": "Fashion-MNIST", "colormnist": "ColorMNIST"}
 # Table 7 of the paper, −log p(x) of the β = 1 VAE (PROTOCOL.md §9)
-PAPER_NLL = {"mnist": 88.3, "fashionmnist": 232.8, "colormnist": 54.87}
+PAPER_NLL = {dataset: report.paper_table7(dataset, "vae", 1.0)[0] for dataset in DATASET_LABEL}
 PAPER_KS_PVALUE = 0.029  # Figure 2: the paper's KS test on the posterior ratio, 500 attacks
 
 
@@ -546,17 +546,25 @@ def zoo_summary_row(base: str = "docs/results/") -> str:
             f"[the zoo]({posixpath.normpath(base + '../zoo.md')}) |")
 
 
-def zoo_table() -> list[str]:
+def zoo_table(index: dict | None = None) -> list[str]:
+    """The zoo's entries (``index`` default: pyro_vae/zoo/index.json) with the paper's Table 7
+    beside each (— where it has none)."""
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:g}"
+
     lines = ["| entry | decoder output | epochs | training wall time | test NLL, k = 1000 (SE) | "
-             "test points | paper (Table 7) | command |", "|---|---|---|---|---|---|---|---|"]
-    for name, entry in zoo_index().items():
+             "paper NLL (Table 7) | test MSE | paper MSE | test points | command |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in (zoo_index() if index is None else index).items():
         config = entry.get("model_config", {})
-        paper = PAPER_NLL.get(entry["dataset"]) if config.get("kind") == "vae" else None
+        paper_nll, paper_mse = report.paper_table7(entry["dataset"], config.get("kind"),
+                                                    config.get("beta", 1.0))
         lines.append(
             f"| `{name}` | {config.get('decoder_output', 'sigmoid')} | {entry['epochs']} | "
             f"{entry['train_seconds'] / 60:.0f} min | {entry['test_nll']:.2f} "
-            f"({entry['test_nll_standard_error']:.2f}) | {entry['nll_points']} | "
-            f"{paper if paper is not None else '—'} | `{entry['command']}` |")
+            f"({entry['test_nll_standard_error']:.2f}) | {number(paper_nll)} | "
+            f"{entry['test_mse']:.1f} | {number(paper_mse)} | {entry['nll_points']} | "
+            f"`{entry['command']}` |")
     return lines
 
 

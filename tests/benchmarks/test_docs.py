@@ -179,3 +179,16 @@ def test_a_rerendered_section_shows_what_its_computation_took():
     assert docs._wall_time(rerendered) == "3849 s (64 min) (computed at commit cdfcaa8)"
     unknown = {"stages_computed": [], "wall_seconds_total": 0.3}
     assert docs._wall_time(unknown).startswith("not recorded")
+
+
+def test_the_zoo_table_shows_table_7_for_beta_entries_and_a_dash_where_the_paper_has_none():
+    def entry(kind, beta, nll):
+        return {"dataset": "mnist", "epochs": 30, "train_seconds": 600.0, "test_nll": nll,
+                "test_nll_standard_error": 0.5, "test_mse": 420.0, "nll_points": "first 2000",
+                "command": "python -m benchmarks.train", "model_config": {"kind": kind, "beta": beta}}
+
+    lines = docs.zoo_table({"mnist-beta_vae_beta10": entry("beta_vae", 10.0, 125.0),
+                            "mnist-beta_tcvae_beta10": entry("beta_tcvae", 10.0, 110.0)})
+    beta_vae, beta_tcvae = (line.split(" | ") for line in lines[2:])
+    assert beta_vae[4:8] == ["125.00 (0.50)", "126.8", "420.0", "—"]
+    assert beta_tcvae[4:8] == ["110.00 (0.50)", "—", "420.0", "—"]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmarks.report import parse_published, verdict
+from benchmarks.report import parse_published, quality_table, verdict
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -43,3 +43,23 @@ def test_short_chains_table_shows_the_distributions_and_tolerates_older_runs():
             "| 40.0 / 10.0 / 3.0 |") in lines[2]
     assert "| 0.90 / 0.20; 25.0% | 1.0% | 0.800 |" in lines[2]
     assert lines[3].startswith("| vae | skl@0.1 | — / — / 1.100 | — / — / — | — / — / — |")
+
+
+def _quality_entry(kind, beta, nll):
+    return {"kind": kind, "beta": beta, "training": {"train_seconds": 60.0},
+            "classifier_test_accuracy": {"digit": 0.9},
+            "quality": {"nll": nll, "nll_standard_error": 0.5, "entropy_floor": 45.6,
+                        "elbo": -nll - 5, "mse": 400.0, "fd_cnn": 1.0}}
+
+
+def test_the_quality_table_puts_table_7_beside_each_model_by_kind_and_beta():
+    results = {"models": {"vae_beta1": _quality_entry("vae", 1.0, 87.7),
+                          "beta_vae_beta5": _quality_entry("beta_vae", 5.0, 99.0),
+                          "beta_tcvae_beta5": _quality_entry("beta_tcvae", 5.0, 98.0)}}
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")
+            for line in quality_table(results, "mnist")[2:]}
+    assert rows["vae_beta1"][2] == "88.30" and rows["vae_beta1"][6] == "578.6"
+    assert rows["beta_vae_beta5"][2] == "100.60" and rows["beta_vae_beta5"][6] == "—"
+    # the paper's β series is the β-VAE's: no number for the β-TCVAE
+    assert rows["beta_tcvae_beta5"][2] == "—"
+    assert quality_table(results, "fashionmnist")[2].split(" | ")[2] == "232.80"
