@@ -177,8 +177,8 @@ def paper_table7(dataset: str, kind: str, beta: float) -> tuple[float | None, fl
 
 def quality_table(results: dict, dataset: str) -> list[str]:
     lines = ["| model | test NLL (nats, SE) | paper NLL | entropy floor | −ELBO | MSE (test) | "
-             "paper MSE | FD-CNN | clean latent-classifier accuracy | training time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "paper MSE | outputs clamped / stuck | FD-CNN | clean latent-classifier accuracy | "
+             "training time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for tag, entry in results["models"].items():
         quality = entry["quality"]
         paper_nll, paper_mse = paper_table7(dataset, entry["kind"], entry["beta"])
@@ -188,8 +188,14 @@ def quality_table(results: dict, dataset: str) -> list[str]:
         lines.append(f"| {tag} | {quality['nll']:.2f} ({quality['nll_standard_error']:.2f}) | "
                      f"{_figure(paper_nll)} | {_figure(quality.get('entropy_floor'))} | "
                      f"{-quality['elbo']:.2f} | {quality['mse']:.1f} | {_figure(paper_mse, 1)} | "
+                     f"{_share(quality.get('clamped_share'))} / {_share(quality.get('stuck_share'))} | "
                      f"{quality['fd_cnn']:.2f} | {accuracy} | {seconds:.0f} |")
     return lines
+
+
+def _share(value: float | None) -> str:
+    """A share small enough to matter at 1e-4 (stuck pixels); '—' where not recorded."""
+    return "—" if value is None else f"{value:.2%}"
 
 
 def _figure(value, digits: int = 2) -> str:
@@ -447,7 +453,10 @@ def render_tables(run: dict, section: dict) -> list[str]:
         f"Paper: Table 7's −log p(x) and MSE (— where it gives none). NLL uses k = {profile['nll_samples']} "
         "importance samples. Entropy floor: Σ_pixels H(x) per image, the lowest NLL the "
         "Bernoulli likelihood allows on these images (pyro_vae.entropy_floor); a published NLL "
-        "below it was not measured on these data. FD-CNN is our FID substitute (see notes); "
+        "below it was not measured on these data. Outputs clamped / stuck: the share of decoder "
+        "outputs (at the encoder mean, first 1,000 of those images) outside the likelihood's clamp "
+        "[1e-5, 1 − 1e-5], where log p(x|z) is flat in the output, and the share outside it on "
+        "the side the pixel pulls away from (a loss no gradient reduces). FD-CNN is our FID substitute (see notes); "
         "not comparable to FID.",
         "",
         *quality_table(results, dataset),

@@ -13,6 +13,7 @@ from attacks import classifier_accuracy, train_latent_classifier
 from pyro_vae import (MODEL_KINDS, CheckpointError, entropy_floor, PretrainedNotFound, PyroVAE, TrainConfig,
                       batch_of, config_for, evaluate_vae, load_checkpoint, train_vae)
 from pyro_vae.checkpoint import checkpoint_payload, model_from_payload
+from pyro_vae.train import CLAMP_PROBE_POINTS, clamp_shares
 from pyro_vae.zoo import pretrained, sha256_of
 
 from ..context import RunContext
@@ -195,11 +196,17 @@ def quality(context: RunContext, model: LoadedModel, network: FeatureCNN) -> dic
         fd = prior_sample_fd(network, model.vae, test, points=profile.fid_points,
                              device=context.device, seed=context.settings.seed)
         floor, floor_se = entropy_floor(test, max_points=points)  # on the NLL's own images
+        # where the likelihood's clamp leaves pixels without gradient (the identity output's
+        # failure), on the first of the same images, as training records it per epoch
+        images, _ = batch_of(test, torch.arange(min(points, CLAMP_PROBE_POINTS)))
+        clamped, stuck = clamp_shares(model.vae, images.to(context.device)) or (None, None)
         return {**evaluation, "fd_cnn": fd, "entropy_floor": floor,
-                "entropy_floor_standard_error": floor_se}
+                "entropy_floor_standard_error": floor_se, "clamped_share": clamped,
+                "stuck_share": stuck, "clamp_points": len(images)}
 
     return context.timed("evaluation", lambda: context.run_dir.stage(
-        f"quality/{model.tag}.json", evaluate, code=("pyro_vae.evaluate", "benchmarks.frechet"),
+        f"quality/{model.tag}.json", evaluate,
+        code=("pyro_vae.evaluate", "pyro_vae.train", "benchmarks.frechet"),
         after=("feature_cnn.pt",), identity=model.identity))
 
 

@@ -49,7 +49,8 @@ def _quality_entry(kind, beta, nll):
     return {"kind": kind, "beta": beta, "training": {"train_seconds": 60.0},
             "classifier_test_accuracy": {"digit": 0.9},
             "quality": {"nll": nll, "nll_standard_error": 0.5, "entropy_floor": 45.6,
-                        "elbo": -nll - 5, "mse": 400.0, "fd_cnn": 1.0}}
+                        "elbo": -nll - 5, "mse": 400.0, "fd_cnn": 1.0, "clamped_share": 0.75,
+                        "stuck_share": 0.0001}}
 
 
 def test_the_quality_table_puts_table_7_beside_each_model_by_kind_and_beta():
@@ -59,7 +60,10 @@ def test_the_quality_table_puts_table_7_beside_each_model_by_kind_and_beta():
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")
             for line in quality_table(results, "mnist")[2:]}
     assert rows["vae_beta1"][2] == "88.30" and rows["vae_beta1"][6] == "578.6"
+    assert rows["vae_beta1"][7] == "75.00% / 0.01%"
     assert rows["beta_vae_beta5"][2] == "100.60" and rows["beta_vae_beta5"][6] == "—"
     # the paper's β series is the β-VAE's: no number for the β-TCVAE
     assert rows["beta_tcvae_beta5"][2] == "—"
     assert quality_table(results, "fashionmnist")[2].split(" | ")[2] == "232.80"
+    del results["models"]["vae_beta1"]["quality"]["stuck_share"]  # a run from before the column
+    assert quality_table(results, "mnist")[2].split(" | ")[7] == "75.00% / —"

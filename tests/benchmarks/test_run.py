@@ -43,6 +43,9 @@ def test_smoke_results_follow_the_schema_and_record_what_the_sampler_ran(smoke_r
         assert config["mass_matrix"] == (profile["mass_matrix"] or spec.default_mass)
         assert entry["defence"]["gradient_evaluations_per_point"] == (
             config["num_chains"] * (1 + transitions * config["num_leapfrog_steps"]))
+        quality = entry["quality"]  # the clamp's shares on the NLL's first images
+        assert 0.0 <= quality["stuck_share"] <= quality["clamped_share"] <= 1.0
+        assert quality["clamp_points"] == min(profile["eval_points"], 1000)
 
 
 @pytest.mark.slow
@@ -223,6 +226,7 @@ def test_smoke_runs_the_hierarchical_vae(smoke_arguments, mnist_root, tmp_path):
     entry = results["experiments"]["tables"]["models"]["hvae_beta1"]
     assert entry["kind"] == "hvae"
     assert entry["defence"]["sampler_config"]["parametrisation"] == "noncentred"
+    assert entry["quality"]["clamped_share"] is None  # no single decoder network to probe
     skl = entry["robustness"]["ms_ssim"]["0.1"]
     assert len(skl["per_reference"]["defended"]) == results["profile"]["references"]
     report = (out / "report.md").read_text()
