@@ -455,15 +455,21 @@ def presentations(results: dict) -> tuple[int | None, str]:
     folder name, ``-allc-`` for all colours."""
     checkpoint = results.get("checkpoint")
     source = checkpoint if checkpoint is not None else _vae_entry(results).get("provenance") or {}
-    epochs = source.get("epochs")
-    all_colours = source.get("all_colours")
-    if all_colours is None and checkpoint is not None and results["dataset"] == "colormnist":
-        all_colours = "-allc-" in Path(checkpoint["path"]).parent.name + "-"
+    if source.get("all_colours") is None and checkpoint is not None and results["dataset"] == "colormnist":
+        source = {**source, "all_colours": "-allc-" in Path(checkpoint["path"]).parent.name + "-"}
+    return training_presentations(source, results["dataset"])
+
+
+def training_presentations(source: dict, dataset: str) -> tuple[int | None, str]:
+    """(presentations, recipe) from a training record (zoo provenance or checkpoint metadata):
+    epochs × its ``train_points``, or × the default training split where it does not record
+    them (7 copies of it for all-colour ColorMNIST)."""
     from pyro_vae.data import NUM_COLOURS  # torch; only when a page has this table
 
+    epochs, all_colours = source.get("epochs"), source.get("all_colours")
     per_epoch = source.get("train_points") or DEFAULT_TRAIN_POINTS * (NUM_COLOURS if all_colours else 1)
-    drawn = ("all 7 colours" if all_colours else "one colour per image") if results[
-        "dataset"] == "colormnist" else "training split"
+    drawn = ("all 7 colours" if all_colours else "one colour per image") if (
+        dataset == "colormnist") else "training split"
     return (None if epochs is None else epochs * per_epoch), f"{epochs} epochs, {drawn}"
 
 
@@ -552,16 +558,17 @@ def zoo_table(index: dict | None = None) -> list[str]:
     def number(value: float | None) -> str:
         return "—" if value is None else f"{value:g}"
 
-    lines = ["| entry | decoder output | epochs | training wall time | test NLL, k = 1000 (SE) | "
-             "paper NLL (Table 7) | test MSE | paper MSE | test points | command |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| entry | decoder output | training | presentations | training wall time | "
+             "test NLL, k = 1000 (SE) | paper NLL (Table 7) | test MSE | paper MSE | test points | "
+             "command |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in (zoo_index() if index is None else index).items():
         config = entry.get("model_config", {})
         paper_nll, paper_mse = report.paper_table7(entry["dataset"], config.get("kind"),
                                                     config.get("beta", 1.0))
+        seen, recipe = training_presentations(entry, entry["dataset"])
         lines.append(
-            f"| `{name}` | {config.get('decoder_output', 'sigmoid')} | {entry['epochs']} | "
-            f"{entry['train_seconds'] / 60:.0f} min | {entry['test_nll']:.2f} "
+            f"| `{name}` | {config.get('decoder_output', 'sigmoid')} | {recipe} | "
+            f"{seen / 1e6:.2f} M | {entry['train_seconds'] / 60:.0f} min | {entry['test_nll']:.2f} "
             f"({entry['test_nll_standard_error']:.2f}) | {number(paper_nll)} | "
             f"{entry['test_mse']:.1f} | {number(paper_mse)} | {entry['nll_points']} | "
             f"`{entry['command']}` |")

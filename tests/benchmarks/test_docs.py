@@ -190,5 +190,10 @@ def test_the_zoo_table_shows_table_7_for_beta_entries_and_a_dash_where_the_paper
     lines = docs.zoo_table({"mnist-beta_vae_beta10": entry("beta_vae", 10.0, 125.0),
                             "mnist-beta_tcvae_beta10": entry("beta_tcvae", 10.0, 110.0)})
     beta_vae, beta_tcvae = (line.split(" | ") for line in lines[2:])
-    assert beta_vae[4:8] == ["125.00 (0.50)", "126.8", "420.0", "—"]
-    assert beta_tcvae[4:8] == ["110.00 (0.50)", "—", "420.0", "—"]
+    assert beta_vae[2:4] == ["30 epochs, training split", "1.65 M"]  # 30 × 55,000 by default
+    assert beta_vae[5:9] == ["125.00 (0.50)", "126.8", "420.0", "—"]
+    assert beta_tcvae[5:9] == ["110.00 (0.50)", "—", "420.0", "—"]
+    colour = entry("vae", 1.0, 140.0) | {"dataset": "colormnist", "all_colours": True,
+                                         "train_points": 385_000}
+    row = docs.zoo_table({"colormnist-vae_beta1": colour})[2].split(" | ")
+    assert row[2:4] == ["30 epochs, all 7 colours", "11.55 M"] and row[6] == "54.87"
