@@ -355,8 +355,12 @@ def provenance_lines(results: dict) -> list[str]:
                 f"`{provenance['command']}`).")
         else:
             training = entry["training"]
-            lines.append(f"- {tag}{decoder}: trained in this run, {training.get('epochs', '?')} "
-                         f"epochs, {training['train_seconds'] / 60:.1f} min.")
+            checkpoint = results.get("checkpoint")
+            source = ("trained in this run" if checkpoint is None else
+                      f"the checkpoint `{checkpoint['path']}` (sha256 {checkpoint['sha256'][:12]}, "
+                      f"training commit {str(checkpoint.get('training_commit'))[:12]})")
+            lines.append(f"- {tag}{decoder}: {source}, {training.get('epochs', '?')} "
+                         f"epochs, {training['train_seconds'] / 60:.1f} min of training.")
     return lines
 
 

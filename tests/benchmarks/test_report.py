@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmarks.report import parse_published, quality_table, verdict
+from benchmarks.report import parse_published, provenance_lines, quality_table, verdict
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -67,3 +67,15 @@ def test_the_quality_table_puts_table_7_beside_each_model_by_kind_and_beta():
     assert quality_table(results, "fashionmnist")[2].split(" | ")[2] == "232.80"
     del results["models"]["vae_beta1"]["quality"]["stuck_share"]  # a run from before the column
     assert quality_table(results, "mnist")[2].split(" | ")[7] == "75.00% / —"
+
+
+def test_the_models_section_names_the_checkpoint_a_model_came_from():
+    entry = {"provenance": None, "decoder_output": "sigmoid",
+             "training": {"epochs": 30, "train_seconds": 600.0}}
+    trained = provenance_lines({"models": {"vae_beta1": entry}})
+    assert trained == ["- vae_beta1, decoder output sigmoid: trained in this run, 30 epochs, "
+                       "10.0 min of training."]
+    checkpoint = {"path": "runs/train/x/model.pt", "sha256": "ab" * 32, "training_commit": "c0ffee" * 7}
+    [line] = provenance_lines({"models": {"vae_beta1": entry}, "checkpoint": checkpoint})
+    assert "the checkpoint `runs/train/x/model.pt` (sha256 abababababab, training commit c0ffeec0ffee)" in line
+    assert "trained in this run" not in line
