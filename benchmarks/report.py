@@ -454,14 +454,15 @@ def render_tables(run: dict, section: dict) -> list[str]:
         "",
         "### Model quality (paper Table 7)",
         "",
-        f"Paper: Table 7's −log p(x) and MSE (— where it gives none). NLL uses k = {profile['nll_samples']} "
+        f"Paper: Table 7's −log p(x) and MSE (— where it gives none). NLL uses "
+        f"k = {profile['nll_samples']} "
         "importance samples. Entropy floor: Σ_pixels H(x) per image, the lowest NLL the "
         "Bernoulli likelihood allows on these images (pyro_vae.entropy_floor); a published NLL "
         "below it was not measured on these data. Outputs clamped / stuck: the share of decoder "
         "outputs (at the encoder mean, first 1,000 of those images) outside the likelihood's clamp "
         "[1e-5, 1 − 1e-5], where log p(x|z) is flat in the output, and the share outside it on "
-        "the side the pixel pulls away from (a loss no gradient reduces). FD-CNN is our FID substitute (see notes); "
-        "not comparable to FID.",
+        "the side the pixel pulls away from (a loss no gradient reduces). FD-CNN is our FID "
+        "substitute (see notes); not comparable to FID.",
         "",
         *quality_table(results, dataset),
         "",
