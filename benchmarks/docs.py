@@ -376,13 +376,12 @@ def hvae_summary(results: dict) -> tuple[str, str]:
 # (paper item, run, experiment, summariser); the README's summary table lists them in this order
 SUMMARY_ITEMS: tuple[tuple[str, str, str, Callable[[dict], tuple[str, str]]], ...] = (
     ("Table 2 (MNIST)", "mnist-quick-hmc", "tables", tables_summary),
-    ("Table 3 (ColorMNIST, the zoo's one-colour model, our sigmoid decoder)", "colormnist-quick-hmc",
-     "tables", tables_summary),
+    ("Table 3 (ColorMNIST, the zoo's one-colour model, our sigmoid decoder)",
+     "colormnist-quick-hmc", "tables", tables_summary),
     ("Table 3 (ColorMNIST, the paper's all-colour data, 30 epochs, our sigmoid decoder)",
      "colormnist-quick-hmc-allc-e30", "tables", tables_summary),
     ("Table 3 (ColorMNIST, the zoo's one-colour model, the authors' identity decoder)",
-     "colormnist-quick-hmc-identity",
-     "tables", tables_summary),
+     "colormnist-quick-hmc-identity", "tables", tables_summary),
     ("Table 4 (Fashion-MNIST)", "fashionmnist-quick-hmc", "tables", tables_summary),
     ("Figure 2 (posterior ratio, eq. 11)", "mnist-quick-hmc", "posterior_ratio",
      posterior_ratio_summary),
@@ -459,7 +458,8 @@ def presentations(results: dict) -> tuple[int | None, str]:
     folder name, ``-allc-`` for all colours."""
     checkpoint = results.get("checkpoint")
     source = checkpoint if checkpoint is not None else _vae_entry(results).get("provenance") or {}
-    if source.get("all_colours") is None and checkpoint is not None and results["dataset"] == "colormnist":
+    if (source.get("all_colours") is None and checkpoint is not None
+            and results["dataset"] == "colormnist"):
         source = {**source, "all_colours": "-allc-" in Path(checkpoint["path"]).parent.name + "-"}
     return training_presentations(source, results["dataset"])
 
